@@ -1,0 +1,1 @@
+"""Executors run claimed jobs and report outcomes; they never touch the database."""

@@ -1,0 +1,161 @@
+"""Public helpers: ids, import paths, JSON, batching and timing."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_IMPORT_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})+$")
+
+
+def chancy_uuid() -> uuid.UUID:
+    """Return a new time-ordered UUID (version 7 layout).
+
+    48 bits of Unix milliseconds come first, so ids sort in creation order and new rows land
+    at the right edge of the primary key index. A counter in the random bits keeps ids made in
+    the same millisecond by this process strictly increasing.
+    """
+    return _uuid7()
+
+
+_last_ms = 0
+_seq = 0
+
+
+def _uuid7() -> uuid.UUID:
+    global _last_ms, _seq
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last_ms:
+        ms = _last_ms
+        _seq += 1
+        if _seq >= 1 << 12:
+            # 4096 ids in one millisecond: borrow the next millisecond.
+            ms += 1
+            _seq = 0
+    else:
+        _seq = 0
+    _last_ms = ms
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= _seq << 64
+    value |= 0b10 << 62
+    value |= rand
+    return uuid.UUID(int=value)
+
+
+def is_import_path(value: str) -> bool:
+    """True when ``value`` looks like ``module.attribute`` (checked for form only)."""
+    return bool(_IMPORT_PATH.match(value))
+
+
+def import_string(name: str) -> Any:
+    """Import ``package.module.attr`` (or ``package.module:attr``) and return the attribute."""
+    if ":" in name:
+        module_name, _, attr_path = name.partition(":")
+    else:
+        module_name, _, attr_path = name.rpartition(".")
+    if not module_name or not attr_path:
+        raise ImportError(f"{name!r} is not an import path; expected 'package.module.name'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        # ``package.Class.method``: walk back until a module imports.
+        head, _, tail = module_name.rpartition(".")
+        if not head:
+            raise
+        obj = import_string(f"{head}.{tail}")
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ImportError(f"module {module_name!r} has no attribute {attr_path!r}") from exc
+    return obj
+
+
+def importable_name(obj: Any) -> str:
+    """Return the import path of a module-level function or class.
+
+    Raises ``ValueError`` for lambdas, nested functions and ``__main__`` objects, which a
+    worker in another process could not import.
+    """
+    obj = getattr(obj, "__wrapped__", obj)
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname:
+        raise ValueError(f"{obj!r} has no importable name; use a module-level function")
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        raise ValueError(
+            f"{module}.{qualname} is defined inside a function or is a lambda; workers can only"
+            " import module-level functions. Move it to the top level of a module."
+        )
+    if module == "__main__":
+        raise ValueError(
+            f"{qualname} is defined in __main__, which workers cannot import. Move it into a"
+            " module and import it from there."
+        )
+    return f"{module}.{qualname}"
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, datetime | date):
+        return o.isoformat()
+    if isinstance(o, uuid.UUID):
+        return str(o)
+    if isinstance(o, set | frozenset):
+        return sorted(o)
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def json_dumps(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that also writes datetimes, UUIDs and sets, compactly."""
+    kwargs.setdefault("separators", (",", ":"))
+    kwargs.setdefault("default", _default)
+    return json.dumps(obj, **kwargs)
+
+
+def chunked(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Yield lists of at most ``size`` items from ``iterable``."""
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    batch: list[T] = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Timer:
+    __slots__ = ("end", "start")
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.end: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.end if self.end is not None else time.monotonic()) - self.start
+
+
+@contextmanager
+def timed_block() -> Iterator[_Timer]:
+    """Measure the wall time of a block: ``with timed_block() as t: ...; t.elapsed``."""
+    timer = _Timer()
+    try:
+        yield timer
+    finally:
+        timer.end = time.monotonic()
