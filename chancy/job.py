@@ -275,7 +275,7 @@ class QueuedJob(Job):
         return self.state in QueuedJob.TERMINAL
 
     @classmethod
-    def unpack(cls, data: Mapping[str, Any]) -> QueuedJob:  # type: ignore[override]
+    def unpack(cls, data: Mapping[str, Any]) -> QueuedJob:
         """Build from a row of ``{prefix}jobs`` (a mapping of column name to value)."""
         state = data["state"]
         try:
