@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from chancy.errors import InvalidJobError
 from chancy.utils import importable_name, is_import_path
@@ -25,7 +25,7 @@ class Reference:
 
     __slots__ = ("identifier",)
 
-    def __init__(self, identifier: uuid.UUID | str) -> None:
+    def __init__(self, identifier: Reference | uuid.UUID | str) -> None:
         if isinstance(identifier, Reference):
             identifier = identifier.identifier
         if not isinstance(identifier, uuid.UUID):
@@ -90,8 +90,18 @@ class Limit:
         return {"t": self.type_.value, "v": self.value}
 
 
+class DefaultNow(datetime):
+    """The default ``scheduled_at``: "as soon as it is stored", resolved with database time.
+
+    A job whose ``scheduled_at`` was never set is stored with the database's ``now()``, so a
+    pusher whose clock runs ahead cannot delay its own jobs.
+    """
+
+    __slots__ = ()
+
+
 def _utcnow() -> datetime:
-    return datetime.now(tz=UTC)
+    return DefaultNow.now(tz=UTC)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -212,7 +222,7 @@ class Job:
             "k": self.kwargs,
             "p": self.priority,
             "a": self.max_attempts,
-            "s": self.scheduled_at.timestamp(),
+            "s": None if type(self.scheduled_at) is DefaultNow else self.scheduled_at.timestamp(),
             "l": [limit.serialize() for limit in self.limits],
             "u": self.unique_key,
             "q": self.queue,
@@ -263,8 +273,6 @@ class QueuedJob(Job):
     result: Any = None
     taken_by: str | None = None
 
-    TERMINAL: ClassVar[frozenset[str]] = frozenset({"succeeded", "failed"})
-
     def __post_init__(self) -> None:
         # Stored jobs are not re-validated: a row edited by hand must still load, so the
         # worker can fail it with a clear error instead of crashing.
@@ -272,7 +280,7 @@ class QueuedJob(Job):
 
     @property
     def is_finished(self) -> bool:
-        return self.state in QueuedJob.TERMINAL
+        return self.state in _TERMINAL
 
     @classmethod
     def unpack(cls, data: Mapping[str, Any]) -> QueuedJob:
@@ -306,6 +314,7 @@ class QueuedJob(Job):
         )
 
 
+_TERMINAL = frozenset({"succeeded", "failed"})
 COMPLETED_STATES = frozenset({QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED})
 
 

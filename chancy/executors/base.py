@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from chancy.errors import JobFailedError, Retry, Snooze
 from chancy.job import COMPLETED_STATES, Limit, QueuedJob, Reference
+from chancy.plugin import plugins_with
 from chancy.utils import import_string, json_dumps
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ class Executor(abc.ABC):
     # -- outcomes ---------------------------------------------------------------------
 
     async def on_job_starting(self, job: QueuedJob) -> QueuedJob:
-        for plugin in self.worker.chancy.plugins.values():
+        for plugin in plugins_with(self.worker.chancy.plugins.values(), "on_job_starting"):
             try:
                 job = await plugin.on_job_starting(job=job, worker=self.worker)
             except NotImplementedError:
@@ -248,7 +249,7 @@ class Executor(abc.ABC):
         if exc is not None and not isinstance(exc, Snooze):
             log.debug("job %s (%s) failed", job.id, job.func, exc_info=exc)
         new_job = outcome.job
-        for plugin in self.worker.chancy.plugins.values():
+        for plugin in plugins_with(self.worker.chancy.plugins.values(), "on_job_completed"):
             try:
                 changed = await plugin.on_job_completed(
                     job=new_job, worker=self.worker, exc=exc, result=result

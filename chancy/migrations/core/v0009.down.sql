@@ -1,0 +1,21 @@
+ALTER TABLE {prefix}workers
+    DROP COLUMN IF EXISTS started_at,
+    DROP COLUMN IF EXISTS hostname,
+    DROP COLUMN IF EXISTS pid,
+    DROP COLUMN IF EXISTS version;
+
+ALTER TABLE {prefix}leader DROP COLUMN IF EXISTS term;
+
+ALTER TABLE {prefix}queues ALTER COLUMN polling_interval TYPE integer
+    USING ceil(polling_interval)::integer;
+
+CREATE INDEX IF NOT EXISTS {prefix}idx_jobs_queue_state ON {prefix}jobs (queue, state);
+DROP INDEX IF EXISTS {prefix}jobs_finished;
+DROP INDEX IF EXISTS {prefix}jobs_running;
+DROP INDEX IF EXISTS {prefix}jobs_claim;
+
+ALTER TABLE {prefix}jobs RESET (fillfactor);
+
+ALTER TABLE {prefix}jobs
+    DROP COLUMN IF EXISTS recoveries,
+    DROP COLUMN IF EXISTS result;

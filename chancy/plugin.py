@@ -1,0 +1,152 @@
+"""The plugin contract: services, job hooks, migrations and cleanup, all optional.
+
+Nearly everything beyond basic queue handling is a plugin. A plugin contributes any of:
+long-running services (every worker, or the leader only: the runtime starts and stops them),
+job and worker hooks, its own migration line, cleanup for the pruner, and dashboard routes.
+Plugins use the app (``chancy``), its store and the worker's hub, never worker internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+    from chancy.job import QueuedJob
+    from chancy.worker import Worker
+
+
+class PluginScope(enum.Enum):
+    """Where a plugin's ``run`` service runs: on every worker, or only on the leader."""
+
+    WORKER = "worker"
+    LEADER = "leader"
+
+
+class Plugin:
+    """Base class for plugins; override only what the plugin needs."""
+
+    def __init__(self) -> None:
+        self._wake: asyncio.Event | None = None
+
+    # -- identity and wiring ------------------------------------------------------------
+
+    @classmethod
+    def get_identifier(cls) -> str:
+        """A unique name; the app keys plugins by it (two with one identifier is an error)."""
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @classmethod
+    def get_scope(cls) -> PluginScope:
+        return PluginScope.WORKER
+
+    def get_dependencies(self) -> list[str]:
+        """Identifiers of plugins this one needs; a missing one is an error at start."""
+        return []
+
+    def migrate_key(self) -> str | None:
+        """The name of this plugin's migration line, or None when it has no tables."""
+        return None
+
+    def migrate_package(self) -> str | None:
+        """The package holding this plugin's migration files."""
+        return None
+
+    def api_plugin(self) -> str | None:
+        """Import path of this plugin's dashboard extension, if any."""
+        return None
+
+    # -- the service --------------------------------------------------------------------
+
+    async def run(self, worker: Worker, chancy: Chancy) -> None:
+        """The plugin's long-running service; plugins without one leave this alone.
+
+        With scope LEADER it runs only while this worker leads and is cancelled when
+        leadership is lost.
+        """
+        raise NotImplementedError
+
+    def has_service(self) -> bool:
+        return type(self).run is not Plugin.run
+
+    async def cleanup(self, chancy: Chancy) -> int | None:
+        """Remove this plugin's stale rows; called by the pruner. Return rows removed."""
+        raise NotImplementedError
+
+    # -- hooks --------------------------------------------------------------------------
+
+    async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
+        raise NotImplementedError
+
+    async def on_job_completed(
+        self, *, worker: Worker, job: QueuedJob, exc: BaseException | None, result: Any
+    ) -> QueuedJob:
+        raise NotImplementedError
+
+    async def on_job_updated(self, *, worker: Worker, job: QueuedJob) -> None:
+        raise NotImplementedError
+
+    async def on_worker_started(self, worker: Worker) -> None:
+        raise NotImplementedError
+
+    async def on_worker_stopped(self, worker: Worker) -> None:
+        raise NotImplementedError
+
+    async def on_jobs_updated_in_transaction(
+        self, *, worker: Worker, cursor: Any, jobs: list[QueuedJob]
+    ) -> None:
+        """Called inside the completer's transaction, after a batch of outcomes is written."""
+        raise NotImplementedError
+
+    # -- helpers for services -----------------------------------------------------------
+
+    def _event(self) -> asyncio.Event:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return True when woken early by ``wake_up``."""
+        event = self._event()
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            event.clear()
+
+    def wake_up(self) -> None:
+        """End the current ``sleep`` at once."""
+        self._event().set()
+
+    @staticmethod
+    async def wait_for_leader(worker: Worker) -> None:
+        """Wait until ``worker`` is the leader."""
+        await worker.is_leader.wait()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.get_identifier()}>"
+
+
+_OVERRIDES: dict[tuple[type, str], bool] = {}
+
+
+def _overrides(cls: type, hook: str) -> bool:
+    key = (cls, hook)
+    found = _OVERRIDES.get(key)
+    if found is None:
+        found = _OVERRIDES[key] = getattr(cls, hook) is not getattr(Plugin, hook)
+    return found
+
+
+def plugins_with(plugins: Iterable[Any], hook: str) -> list[Any]:
+    """The plugins whose class overrides ``hook`` (so hot paths skip the rest)."""
+    found = []
+    for plugin in plugins:
+        if not isinstance(plugin, Plugin) or _overrides(type(plugin), hook):
+            found.append(plugin)
+    return found

@@ -1,0 +1,61 @@
+-- name: queue_declare
+-- Insert a queue unless it exists; return the stored row either way.
+WITH ins AS (
+    INSERT INTO {prefix}queues (name, state, concurrency, tags, executor, executor_options,
+        polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling)
+    VALUES (%(name)s, %(state)s, %(concurrency)s, %(tags)s, %(executor)s, %(executor_options)s,
+        %(polling_interval)s, %(rate_limit)s, %(rate_limit_window)s, %(resume_at)s,
+        %(eager_polling)s)
+    ON CONFLICT (name) DO NOTHING
+    RETURNING *
+)
+SELECT * FROM ins
+UNION ALL
+SELECT * FROM {prefix}queues WHERE name = %(name)s AND NOT EXISTS (SELECT 1 FROM ins);
+
+-- name: queue_upsert
+INSERT INTO {prefix}queues (name, state, concurrency, tags, executor, executor_options,
+    polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling)
+VALUES (%(name)s, %(state)s, %(concurrency)s, %(tags)s, %(executor)s, %(executor_options)s,
+    %(polling_interval)s, %(rate_limit)s, %(rate_limit_window)s, %(resume_at)s,
+    %(eager_polling)s)
+ON CONFLICT (name) DO UPDATE SET
+    state = EXCLUDED.state,
+    concurrency = EXCLUDED.concurrency,
+    tags = EXCLUDED.tags,
+    executor = EXCLUDED.executor,
+    executor_options = EXCLUDED.executor_options,
+    polling_interval = EXCLUDED.polling_interval,
+    rate_limit = EXCLUDED.rate_limit,
+    rate_limit_window = EXCLUDED.rate_limit_window,
+    resume_at = EXCLUDED.resume_at,
+    eager_polling = EXCLUDED.eager_polling
+RETURNING *;
+
+-- name: queue_get
+SELECT * FROM {prefix}queues WHERE name = %(name)s;
+
+-- name: queue_get_all
+SELECT * FROM {prefix}queues ORDER BY name;
+
+-- name: queue_delete
+DELETE FROM {prefix}queues WHERE name = %(name)s RETURNING name;
+
+-- name: queue_purge_jobs
+DELETE FROM {prefix}jobs WHERE queue = %(name)s;
+
+-- name: queue_set_state
+UPDATE {prefix}queues
+SET state = %(state)s,
+    resume_at = CASE
+        WHEN %(resume_in)s::float8 IS NOT NULL THEN now() + make_interval(secs => %(resume_in)s)
+        ELSE %(resume_at)s::timestamptz
+    END
+WHERE name = %(name)s
+RETURNING *;
+
+-- name: queue_resume_due
+-- Resume paused queues whose resume_at has passed (any worker may run this; it is idempotent).
+UPDATE {prefix}queues SET state = 'active', resume_at = NULL
+WHERE state = 'paused' AND resume_at IS NOT NULL AND resume_at <= now()
+RETURNING name;

@@ -1,0 +1,119 @@
+"""Migrations: concurrent calls, round trips, plugin lines and the out-of-date check."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import pytest
+
+from chancy import Chancy, Worker
+from chancy.errors import MigrationError, MigrationsNeededError
+from chancy.plugin import Plugin
+
+CATALOG = """
+SELECT 'column' AS kind, c.relname || '.' || a.attname AS name,
+       format_type(a.atttypid, a.atttypmod) || ' null=' || (NOT a.attnotnull)::text
+       || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS detail
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relname LIKE %(p)s AND c.relkind IN ('r', 'u') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'index', indexname::text, regexp_replace(indexdef, 'INDEX \\S+ ON', 'INDEX ON')
+FROM pg_indexes WHERE tablename LIKE %(p)s
+UNION ALL
+SELECT 'constraint', conrelid::regclass::text || '.' || contype::text, pg_get_constraintdef(oid)
+FROM pg_constraint WHERE conrelid::regclass::text LIKE %(p)s
+UNION ALL
+SELECT 'table', relname::text, relpersistence::text || ' ' || coalesce(array_to_string(reloptions, ','), '')
+FROM pg_class WHERE relname LIKE %(p)s AND relkind IN ('r', 'u')
+ORDER BY 1, 2, 3
+"""
+
+
+async def catalog(dsn: str, prefix: str) -> list[tuple[Any, ...]]:
+    pattern = prefix.replace("_", "\\_") + "%"
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        rows = await (await conn.execute(CATALOG, {"p": pattern})).fetchall()  # type: ignore[arg-type]
+    return [tuple(r) for r in rows]
+
+
+async def versions(dsn: str, prefix: str) -> dict[str, int]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        exists = await (
+            await conn.execute("SELECT to_regclass(%s)", (f"{prefix}schema_version",))
+        ).fetchone()
+        if exists is None or exists[0] is None:
+            return {}
+        rows = await (
+            await conn.execute(f"SELECT version_of, version FROM {prefix}schema_version")  # type: ignore[arg-type]
+        ).fetchall()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+class ThingsPlugin(Plugin):
+    def migrate_key(self) -> str:
+        return "things"
+
+    def migrate_package(self) -> str:
+        return "tests.plugin_migrations"
+
+
+async def test_three_concurrent_migrations_apply_once(dsn: str, prefix: str) -> None:
+    apps = [
+        Chancy(dsn, prefix=prefix, plugins=[ThingsPlugin()], no_default_plugins=True,
+               max_connection_pool_size=1)
+        for _ in range(3)
+    ]
+    try:
+        # Each version's CREATE TABLE would fail if it ran twice.
+        await asyncio.gather(*(app.migrate() for app in apps))
+        assert await versions(dsn, prefix) == {"chancy": 9, "things": 2}
+        assert all([await app.is_up_to_date() for app in apps])
+    finally:
+        await apps[0].migrate(to_version=0)
+        for app in apps:
+            await app.close()
+    assert await catalog(dsn, prefix) == []
+
+
+async def test_up_down_up_leaves_the_same_schema(dsn: str, prefix: str) -> None:
+    async with Chancy(dsn, prefix=prefix, plugins=[ThingsPlugin()], no_default_plugins=True) as app:
+        try:
+            await app.migrate()
+            first = await catalog(dsn, prefix)
+            assert any(name == f"{prefix}plugin_things.colour" for _, name, _ in first)
+            assert any("jobs_claim" in detail or "jobs_claim" in name for _, name, detail in first)
+            await app.migrate(to_version=0)
+            assert await catalog(dsn, prefix) == []
+            assert await versions(dsn, prefix) == {}
+            await app.migrate()
+            assert await catalog(dsn, prefix) == first
+            # Down one version and up again round-trips too.
+            await app.migrate(to_version=8)
+            assert (await versions(dsn, prefix))["chancy"] == 8
+            await app.migrate()
+            assert await catalog(dsn, prefix) == first
+        finally:
+            await app.migrate(to_version=0)
+
+
+async def test_out_of_date_schema_is_refused(dsn: str, prefix: str) -> None:
+    async with Chancy(dsn, prefix=prefix, no_default_plugins=True) as app:
+        with pytest.raises(MigrationsNeededError, match="migrate"):
+            await app.check_migrations()
+        assert not await app.is_up_to_date()
+        with pytest.raises(MigrationsNeededError):
+            await Worker(app, register_signal_handlers=False).start()
+        try:
+            await app.migrate(to_version=8)
+            with pytest.raises(MigrationsNeededError, match="chancy at 8"):
+                await app.check_migrations()
+            with pytest.raises(MigrationError, match="no version 5"):
+                await app.migrate(to_version=5)
+            await app.migrate()
+            await app.check_migrations()
+        finally:
+            await app.migrate(to_version=0)
