@@ -85,6 +85,9 @@ class Worker:
         self.executors: dict[str, Executor] = {}
         self.queues: dict[str, Queue] = {}
         self.fatal_error: BaseException | None = None
+        #: The leadership term this worker holds, set by the leadership plugin while it
+        #: leads; leader-only writes carry it so they apply only while the lease is current.
+        self.leader_term: int | None = None
 
         self.heartbeat = Heartbeat(
             self, interval=heartbeat_poll_interval, timeout=heartbeat_timeout

@@ -135,9 +135,6 @@ async def test_unique_key_returns_existing_and_leaves_it_untouched(chancy: Chanc
     got = await chancy.get_job(first)
     assert got is not None and got.priority == 1 and got.meta == {"v": 1}
     # Inside one batch: the first job with the key wins, the rest map to it.
-    refs = await chancy.push_many_ex_autocommit(  # type: ignore[attr-defined]
-        [J(unique_key="b"), J(unique_key="c"), J(unique_key="b")]
-    ) if hasattr(chancy, "push_many_ex_autocommit") else None
     batches = [b async for b in chancy.push_many([J(unique_key="b"), J(), J(unique_key="b")])]
     refs = batches[0]
     assert refs[0] == refs[2] and refs[0] != refs[1]

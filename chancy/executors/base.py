@@ -70,6 +70,18 @@ def encode_result(result: Any, max_size: int) -> tuple[str | None, str | None]:
     return text, None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delayed:
+    """Returned by a plugin's ``on_job_completed`` to make the job eligible again later.
+
+    ``delay`` is in seconds and is added to the database's ``now()`` when the outcome is
+    written, so a worker's clock never decides when a job runs.
+    """
+
+    job: QueuedJob
+    delay: float
+
+
 @dataclasses.dataclass(slots=True)
 class Outcome:
     """What the completer writes for one finished run."""
@@ -249,6 +261,7 @@ class Executor(abc.ABC):
         if exc is not None and not isinstance(exc, Snooze):
             log.debug("job %s (%s) failed", job.id, job.func, exc_info=exc)
         new_job = outcome.job
+        delayed: float | None = None
         for plugin in plugins_with(self.worker.chancy.plugins.values(), "on_job_completed"):
             try:
                 changed = await plugin.on_job_completed(
@@ -256,10 +269,15 @@ class Executor(abc.ABC):
                 )
             except NotImplementedError:
                 continue
-            if changed is not None:
+            if isinstance(changed, Delayed):
+                new_job = changed.job
+                delayed = max(0.0, float(changed.delay))
+            elif changed is not None:
                 new_job = changed
+        if delayed is not None:
+            outcome.delay = delayed
         if new_job is not outcome.job:
-            if new_job.scheduled_at != outcome.job.scheduled_at:
+            if delayed is None and new_job.scheduled_at != outcome.job.scheduled_at:
                 # A plugin chose an absolute time; it overrides any relative delay.
                 outcome.delay = None
             outcome.job = new_job
