@@ -179,7 +179,7 @@ async def test_push_many_error_names_committed_batches(chancy: Chancy) -> None:
         pass
 
     def gen():  # type: ignore[no-untyped-def]
-        for i in range(5):
+        for _ in range(5):
             yield J()
         yield Job(func="tests.jobs.add", kwargs={"bad": Boom()})
 
@@ -224,7 +224,7 @@ async def test_bad_prefix_and_bad_dsn(dsn: str) -> None:
             Chancy(dsn, prefix=bad)
     app = Chancy("postgresql://postgres@127.0.0.1:1/postgres", connect_timeout=2)
     start = time.monotonic()
-    with pytest.raises(ConnectionError, match="127.0.0.1 port 1"):
+    with pytest.raises(ConnectionError, match=r"127\.0\.0\.1 port 1"):
         await app.push(J())
     assert time.monotonic() - start < 10
     await app.close()
@@ -396,7 +396,7 @@ async def test_queues_declare_upsert_pause_resume_delete(chancy: Chancy) -> None
 
 
 async def test_declare_refuses_unknown_executor(chancy: Chancy) -> None:
-    with pytest.raises(ConfigurationError, match="chancy.executors.thread.ThreadedExecutor"):
+    with pytest.raises(ConfigurationError, match=r"chancy\.executors\.thread\.ThreadedExecutor"):
         await chancy.declare(Queue("x", executor="no.such.Executor"))
     assert await chancy.get_all_queues() == []
 

@@ -27,7 +27,8 @@ UNION ALL
 SELECT 'constraint', conrelid::regclass::text || '.' || contype::text, pg_get_constraintdef(oid)
 FROM pg_constraint WHERE conrelid::regclass::text LIKE %(p)s
 UNION ALL
-SELECT 'table', relname::text, relpersistence::text || ' ' || coalesce(array_to_string(reloptions, ','), '')
+SELECT 'table', relname::text,
+       relpersistence::text || ' ' || coalesce(array_to_string(reloptions, ','), '')
 FROM pg_class WHERE relname LIKE %(p)s AND relkind IN ('r', 'u')
 ORDER BY 1, 2, 3
 """
@@ -63,8 +64,13 @@ class ThingsPlugin(Plugin):
 
 async def test_three_concurrent_migrations_apply_once(dsn: str, prefix: str) -> None:
     apps = [
-        Chancy(dsn, prefix=prefix, plugins=[ThingsPlugin()], no_default_plugins=True,
-               max_connection_pool_size=1)
+        Chancy(
+            dsn,
+            prefix=prefix,
+            plugins=[ThingsPlugin()],
+            no_default_plugins=True,
+            max_connection_pool_size=1,
+        )
         for _ in range(3)
     ]
     try:
