@@ -686,37 +686,55 @@ class Chancy:
         await self._ensure_listener()
         loop = asyncio.get_running_loop()
         futures: dict[uuid.UUID, asyncio.Future[None]] = {}
-        for job_id in ids:
-            future = loop.create_future()
-            futures[job_id] = future
+
+        def arm(job_id: uuid.UUID) -> asyncio.Future[None]:
+            old = futures.get(job_id)
+            if old is not None:
+                self._waiters.get(job_id, set()).discard(old)
+            future = futures[job_id] = loop.create_future()
             self._waiters.setdefault(job_id, set()).add(future)
+            return future
+
+        for job_id in ids:
+            arm(job_id)
+        found: dict[uuid.UUID, QueuedJob] = {}
+        pending = set(ids)
+        to_read = list(ids)
         try:
             while True:
-                jobs = await self.get_jobs(ids)
-                found = {j.id for j in jobs}
-                pending_ids = [j.id for j in jobs if str(j.state) not in wanted]
-                if not pending_ids:
-                    return [j for j in jobs if j.id in found]
-                # Re-arm the waiters of jobs still pending, then wait for a wake-up or a poll.
-                waits = []
-                for job_id in pending_ids:
-                    future = futures[job_id]
-                    if future.done():
-                        self._waiters[job_id].discard(future)
-                        future = loop.create_future()
-                        futures[job_id] = future
-                        self._waiters.setdefault(job_id, set()).add(future)
-                    waits.append(future)
+                # Read only what may have changed: the jobs a notification named, or all
+                # pending ones when polling.
+                jobs = await self.get_jobs(to_read)
+                seen = set()
+                for job in jobs:
+                    seen.add(job.id)
+                    if str(job.state) in wanted:
+                        found[job.id] = job
+                        pending.discard(job.id)
+                for job_id in to_read:
+                    if job_id not in seen:
+                        pending.discard(job_id)  # the job no longer exists
+                if not pending:
+                    return [found[i] for i in ids if i in found]
+                for job_id in to_read:
+                    if job_id in pending and futures[job_id].done():
+                        arm(job_id)
                 budget = interval
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise TimeoutError(
-                            f"{len(pending_ids)} job(s) did not reach {sorted(wanted)} within"
+                            f"{len(pending)} job(s) did not reach {sorted(wanted)} within"
                             f" {timeout}s"
                         )
                     budget = min(budget, remaining)
-                await asyncio.wait(waits, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    [futures[i] for i in pending],
+                    timeout=budget,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                woken = [i for i in pending if futures[i].done()]
+                to_read = woken or list(pending)
         finally:
             for job_id, future in futures.items():
                 waiting = self._waiters.get(job_id)

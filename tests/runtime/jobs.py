@@ -1,0 +1,77 @@
+"""Job functions for in-process worker tests (AsyncExecutor runs them in the test's loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from chancy import QueuedJob
+from chancy.errors import Retry, Snooze
+
+#: job id (str) -> monotonic start time, filled by ``record``.
+STARTED: dict[str, float] = {}
+#: Order in which ``ordered`` jobs started.
+ORDER: list[Any] = []
+
+
+async def record(*, job: QueuedJob) -> str:
+    STARTED[str(job.id)] = time.monotonic()
+    return str(job.id)
+
+
+async def noop() -> None:
+    return None
+
+
+async def ordered(n: int) -> None:
+    ORDER.append(n)
+
+
+async def echo(value: Any) -> Any:
+    return value
+
+
+async def sleepy(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "woke"
+
+
+async def fail_once(*, job: QueuedJob) -> str:
+    if job.attempts == 0:
+        raise ValueError("first attempt fails on purpose")
+    return f"ok on attempt {job.attempts}"
+
+
+async def always_fails() -> None:
+    raise RuntimeError("this job always fails")
+
+
+async def retry_later(delay: float, *, job: QueuedJob) -> str:
+    if job.attempts == 0:
+        raise Retry(delay)
+    return "retried"
+
+
+async def snooze_once(delay: float, *, job: QueuedJob) -> str:
+    if not job.meta.get("snoozed"):
+        raise Snooze(delay)
+    return "snoozed"
+
+
+async def set_meta(*, job: QueuedJob) -> int:
+    job.meta["progress"] = 100
+    job.meta["note"] = "saved"
+    return 1
+
+
+async def big_result() -> str:
+    return "x" * (2 * 1024 * 1024)
+
+
+async def unserialisable() -> object:
+    return object()
+
+
+def sync_function() -> int:
+    return 1

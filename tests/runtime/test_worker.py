@@ -1,0 +1,237 @@
+"""The worker in-process: wake-ups, draining, outcomes, cancellation, queue changes, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from chancy import Chancy, Job, Queue, QueuedJob, Worker
+from tests.conftest import eventually
+from tests.runtime import jobs
+
+ASYNC = Chancy.Executor.Async
+
+
+def J(func: str, queue: str = "a", **kw: object) -> Job:
+    return Job(func=f"tests.runtime.jobs.{func}", queue=queue, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def worker(chancy: Chancy) -> AsyncIterator[Worker]:
+    await chancy.declare(Queue("a", executor=ASYNC, concurrency=20, polling_interval=60))
+    w = Worker(chancy, register_signal_handlers=False, shutdown_timeout=5)
+    async with w:
+        await eventually(lambda: "a" in w.executors, message="worker serves queue a")
+        yield w
+
+
+async def test_notify_starts_a_job_on_an_idle_worker_within_50ms(
+    chancy: Chancy, worker: Worker
+) -> None:
+    # Let the worker go idle (its first claim found nothing; polling interval is 60 s).
+    await eventually(lambda: worker.heartbeat.trusted())
+    latencies = []
+    for _ in range(5):
+        pushed = time.monotonic()
+        ref = await chancy.push(J("record"))
+        key = str(ref)
+        await eventually(lambda key=key: key in jobs.STARTED, timeout=5, interval=0.001)
+        latencies.append(jobs.STARTED[str(ref)] - pushed)
+    assert min(latencies) < 0.05, f"push-to-start latencies: {latencies}"
+    assert sorted(latencies)[2] < 0.05, f"push-to-start latencies: {latencies}"
+
+
+async def test_without_notifications_a_job_starts_within_its_polling_interval(
+    dsn: str, prefix: str
+) -> None:
+    app = Chancy(
+        dsn, prefix=prefix, notifications=False, no_default_plugins=True, max_connection_pool_size=3
+    )
+    async with app:
+        await app.migrate()
+        try:
+            await app.declare(Queue("p", executor=ASYNC, polling_interval=0.5))
+            async with Worker(app, register_signal_handlers=False):
+                pushed = time.monotonic()
+                ref = await app.push(J("record", queue="p"))
+                await eventually(lambda: str(ref) in jobs.STARTED, timeout=5, interval=0.005)
+                assert jobs.STARTED[str(ref)] - pushed < 0.5 + 0.3
+        finally:
+            await app.migrate(to_version=0)
+
+
+async def test_backlog_drains_without_waiting_for_polls_on_default_settings(
+    chancy: Chancy,
+) -> None:
+    # Default settings apart from the executor: polling_interval=5, concurrency=None.
+    await chancy.declare(Queue("d", executor=ASYNC))
+    refs = [r async for b in chancy.push_many(J("noop", queue="d") for _ in range(3000)) for r in b]
+    start = time.monotonic()
+    async with Worker(chancy, register_signal_handlers=False):
+        await chancy.wait_for_jobs(refs, timeout=30)
+    elapsed = time.monotonic() - start
+    # One batch per polling interval would need minutes; claiming as slots free needs well
+    # under one interval.
+    assert elapsed < 5, f"draining 3000 jobs took {elapsed:.1f}s"
+    done = await chancy.get_jobs(refs)
+    assert all(j.state == QueuedJob.State.SUCCEEDED for j in done)
+
+
+async def test_results_meta_and_failures(chancy: Chancy, worker: Worker) -> None:
+    echo = await chancy.push(J("echo", kwargs={"value": {"a": [1, 2]}}))
+    meta = await chancy.push(J("set_meta", meta={"keep": True}))
+    flaky = await chancy.push(J("fail_once", max_attempts=2))
+    broken = await chancy.push(J("always_fails", max_attempts=2))
+    big = await chancy.push(J("big_result"))
+    odd = await chancy.push(J("unserialisable"))
+    missing = await chancy.push(Job(func="tests.runtime.jobs.no_such_function", queue="a"))
+    wrong = await chancy.push(J("echo", kwargs={"nope": 1}))
+    sync = await chancy.push(J("sync_function"))
+    refs = [echo, meta, flaky, broken, big, odd, missing, wrong, sync]
+    got = {j.id: j for j in await chancy.wait_for_jobs(refs, timeout=20)}
+
+    assert got[echo.identifier].result == {"a": [1, 2]}
+    assert got[echo.identifier].attempts == 1
+    m = got[meta.identifier]
+    assert m.meta == {"keep": True, "progress": 100, "note": "saved"}
+    f = got[flaky.identifier]
+    assert f.state == "succeeded" and f.attempts == 2 and f.result == "ok on attempt 1"
+    assert len(f.errors) == 1 and f.errors[0]["attempt"] == 0
+    assert "first attempt fails on purpose" in f.errors[0]["traceback"]
+    b = got[broken.identifier]
+    assert b.state == "failed" and b.attempts == 2 and len(b.errors) == 2
+    assert [e["attempt"] for e in b.errors] == [0, 1]
+    for ref, reason in ((big, "limit"), (odd, "JSON")):
+        j = got[ref.identifier]
+        assert j.state == "succeeded" and j.result is None
+        assert reason in j.meta["result_error"]
+    miss = got[missing.identifier]
+    assert miss.state == "failed" and "could not import" in miss.errors[0]["traceback"]
+    w = got[wrong.identifier]
+    assert w.state == "failed" and "do not match" in w.errors[0]["traceback"]
+    s = got[sync.identifier]
+    assert s.state == "failed" and "thread" in s.errors[0]["traceback"].lower()
+
+
+async def test_retry_and_snooze(chancy: Chancy, worker: Worker) -> None:
+    retry = await chancy.push(J("retry_later", kwargs={"delay": 0.5}, max_attempts=2))
+    snooze = await chancy.push(J("snooze_once", kwargs={"delay": 0.5}))
+    got_r, got_s = await _wait_with_pokes(chancy, worker, [retry, snooze])
+    assert got_r.state == "succeeded" and got_r.attempts == 2 and len(got_r.errors) == 1
+    assert "Retry" in got_r.errors[0]["traceback"]
+    assert got_s.state == "succeeded" and got_s.attempts == 1 and got_s.errors == []
+    assert got_s.meta["snoozed"] == 1
+    # The second run started no earlier than the delay after the first (database time).
+    for got in (got_r, got_s):
+        assert got.started_at is not None and got.created_at is not None
+        assert got.started_at - got.created_at >= timedelta(seconds=0.45)
+
+
+async def _state(chancy: Chancy, ref: object, states: tuple[str, ...]) -> bool:
+    job = await chancy.get_job(ref)  # type: ignore[arg-type]
+    return job is not None and str(job.state) in states
+
+
+async def _wait_with_pokes(chancy: Chancy, worker: Worker, refs: list) -> list[QueuedJob]:  # type: ignore[type-arg]
+    """Wait for jobs scheduled in the near future on a queue polled every 60 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        worker._producers["a"].wake()
+        try:
+            return await chancy.wait_for_jobs(refs, timeout=0.2, interval=0.05)
+        except TimeoutError:
+            continue
+    raise AssertionError("jobs did not finish")
+
+
+async def test_cancel_interrupts_a_running_job_and_frees_its_slot(
+    chancy: Chancy, worker: Worker
+) -> None:
+    ref = await chancy.push(J("sleepy", kwargs={"seconds": 60}))
+    await eventually(lambda: _state(chancy, ref, ("running",)))
+    assert await chancy.cancel_job(ref)
+    await eventually(lambda: len(worker.executors["a"]) == 0, message="slot freed")
+    job = await chancy.get_job(ref)
+    assert job is not None and job.state == "failed" and job.meta["cancelled"] is True
+    assert job.attempts == 0
+    after = await chancy.push(J("echo", kwargs={"value": 1}))
+    assert (await chancy.wait_for_job(after, timeout=5)).state == "succeeded"  # type: ignore[union-attr]
+
+
+async def test_priority_then_fifo_at_concurrency_one(chancy: Chancy) -> None:
+    await chancy.declare(Queue("one", executor=ASYNC, concurrency=1, polling_interval=60))
+    jobs.ORDER.clear()
+    specs = [(0, 1), (5, 2), (0, 3), (5, 4), (9, 5), (0, 6)]
+    refs = [
+        await chancy.push(J("ordered", queue="one", kwargs={"n": n}, priority=p)) for p, n in specs
+    ]
+    async with Worker(chancy, register_signal_handlers=False):
+        await chancy.wait_for_jobs(refs, timeout=10)
+    assert jobs.ORDER == [5, 2, 4, 1, 3, 6]
+
+
+async def test_queue_changes_while_running(chancy: Chancy, worker: Worker) -> None:
+    started = asyncio.ensure_future(
+        worker.hub.wait_for(
+            "worker.queue.started", timeout=10, predicate=lambda e: e.body["queue"] == "late"
+        )
+    )
+    await chancy.declare(Queue("late", executor=ASYNC, polling_interval=60))
+    await started
+    ref = await chancy.push(J("echo", queue="late", kwargs={"value": 2}))
+    assert (await chancy.wait_for_job(ref, timeout=5)).result == 2  # type: ignore[union-attr]
+
+    # Paused: nothing runs; resumed by a timedelta resume_at, it runs by itself.
+    await chancy.pause_queue("late", resume_at=timedelta(seconds=1))
+    await eventually(lambda: worker.queues["late"].state == Queue.State.PAUSED)
+    paused_ref = await chancy.push(J("echo", queue="late", kwargs={"value": 3}))
+    job = await chancy.get_job(paused_ref)
+    assert job is not None and job.state == "pending"
+    got = await chancy.wait_for_job(paused_ref, timeout=10)
+    assert got is not None and got.state == "succeeded"
+    assert got.started_at is not None and job.created_at is not None
+    assert got.started_at - job.created_at >= timedelta(seconds=0.8)
+
+    # Changing the executor settings rebuilds the executor.
+    await chancy.declare(
+        Queue("late", executor=ASYNC, concurrency=3, polling_interval=60), upsert=True
+    )
+    await eventually(
+        lambda: (
+            worker.executors.get("late") is not None and worker.executors["late"].concurrency == 3
+        )
+    )
+
+    removed = asyncio.ensure_future(
+        worker.hub.wait_for(
+            "worker.queue.removed", timeout=10, predicate=lambda e: e.body["queue"] == "late"
+        )
+    )
+    await chancy.delete_queue("late")
+    await removed
+    assert "late" not in worker.executors
+
+
+async def test_graceful_stop_gives_unfinished_jobs_back(chancy: Chancy) -> None:
+    await chancy.declare(Queue("s", executor=ASYNC, polling_interval=60))
+    quick = await chancy.push(J("echo", queue="s", kwargs={"value": "done"}))
+    slow = [await chancy.push(J("sleepy", queue="s", kwargs={"seconds": 60})) for _ in range(3)]
+    worker = Worker(chancy, register_signal_handlers=False, shutdown_timeout=0.5)
+    await worker.start()
+    await chancy.wait_for_job(quick, timeout=5)
+    await eventually(lambda: len(worker.executors["s"]) == 3)
+    start = time.monotonic()
+    clean = await worker.stop()
+    assert not clean
+    assert time.monotonic() - start < 0.5 + 2
+    for job in await chancy.get_jobs(slow):
+        assert job.state == "pending" and job.attempts == 0 and job.claim_id is None
+        assert job.taken_by is None
+    q = await chancy.get_job(quick)
+    assert q is not None and q.state == "succeeded" and q.result == "done"
+    workers = await chancy.get_all_workers()
+    assert worker.worker_id not in {w["worker_id"] for w in workers}
