@@ -272,6 +272,9 @@ class QueuedJob(Job):
     errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     result: Any = None
     taken_by: str | None = None
+    #: Results of the workflow steps this job depends on (step id -> stored result), filled
+    #: in by the runtime when the job starts; not stored on the job's row.
+    dependencies: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Stored jobs are not re-validated: a row edited by hand must still load, so the
