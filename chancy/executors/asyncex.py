@@ -1,0 +1,129 @@
+"""AsyncExecutor: ``async def`` jobs as tasks in the worker's own event loop.
+
+The cheapest executor per job (no thread, no process, no pickling), so it is the one the
+throughput benchmark drains with: per job there is one task, and the function is imported
+and its signature checked once per function rather than once per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from chancy.errors import JobFailedError
+from chancy.executors._functions import FunctionCache
+from chancy.executors.base import ConcurrentExecutor, Executor
+from chancy.job import QueuedJob, Reference
+
+if TYPE_CHECKING:
+    from chancy.queue import Queue
+    from chancy.worker import Worker
+
+log = logging.getLogger("chancy.executor.async")
+
+_STOP_TIMEOUT = 5.0
+
+
+class AsyncExecutor(ConcurrentExecutor):
+    """Runs ``async def`` jobs as tasks in the worker's event loop; for I/O-bound async code.
+
+    Options: ``time_limit`` (seconds, for jobs without a TIME limit of their own). A time
+    limit or a cancellation cancels the job's task. A sync function fails its attempt with an
+    error naming the executors that run it: it would block every other job on the loop.
+    Memory limits are not enforced.
+    """
+
+    def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
+        super().__init__(worker, queue, **options)
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Tasks of cancelled jobs, kept referenced until they end.
+        self._detached: set[asyncio.Task[None]] = set()
+        self._functions = FunctionCache(type(self).get_function_and_kwargs)
+        self._warned_memory_limit = False
+
+    @classmethod
+    def supports(cls) -> Executor.Capability:
+        return cls.Capability.ASYNC_JOBS | cls.Capability.TIME_LIMIT | cls.Capability.CANCELLATION
+
+    def get_default_concurrency(self) -> int:
+        return 100
+
+    async def submit_to_pool(self, job: QueuedJob) -> None:
+        if not self._warned_memory_limit and job.limits and self.memory_limit_for(job):
+            self._warned_memory_limit = True
+            log.warning(
+                "queue %s: AsyncExecutor cannot enforce memory limits; jobs with one run"
+                " without it (use ProcessExecutor to enforce them)",
+                self.queue.name,
+            )
+        self.jobs[job.id] = job
+        self._tasks[job.id] = asyncio.get_running_loop().create_task(self._run(job))
+
+    async def _run(self, job: QueuedJob) -> None:
+        exc: BaseException | None = None
+        result: Any = None
+        try:
+            func, kwargs, is_async, _ = self._functions.resolve(job)
+            if not is_async:
+                raise JobFailedError(
+                    f"{job.func} is not an async function, and AsyncExecutor runs only"
+                    " `async def` jobs (a sync job would block the worker's event loop). Put"
+                    " it on a queue with ThreadedExecutor or ProcessExecutor, or make it async."
+                )
+            limit = self.time_limit_for(job)
+            if limit is None:
+                result = await func(**kwargs)
+            else:
+                timeout = asyncio.timeout(limit)
+                try:
+                    async with timeout:
+                        result = await func(**kwargs)
+                except TimeoutError as err:
+                    if not timeout.expired():
+                        raise  # the job's own TimeoutError
+                    raise JobFailedError(
+                        f"the job exceeded its time limit of {limit:g}s; its task was cancelled"
+                    ) from err
+        except asyncio.CancelledError:
+            if self._tasks.get(job.id) is asyncio.current_task():
+                raise  # cancelled from outside (the loop is closing): not the job's outcome
+            return  # cancel() or stop() took the job; this run has nothing more to say
+        except Exception as err:
+            exc = err
+        if self._tasks.pop(job.id, None) is None:
+            return  # cancel() or stop() already took the job
+        self.jobs.pop(job.id, None)
+        try:
+            await self.on_job_completed(job=job, exc=exc, result=result)
+        except Exception:
+            log.exception("reporting the outcome of job %s (%s) failed", job.id, job.func)
+
+    async def cancel(self, ref: Reference) -> None:
+        job_id = ref.identifier
+        task = self._tasks.pop(job_id, None)
+        if task is None:
+            return
+        job = self.jobs.pop(job_id, None)
+        self._detach(task)
+        if job is not None:
+            await self.on_job_completed(
+                job=job, exc=JobFailedError("the job was cancelled while running")
+            )
+
+    async def stop(self) -> None:
+        """Cancel every running job's task (they are abandoned) and wait briefly for them."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        self.jobs.clear()
+        for task in tasks:
+            self._detach(task)
+        pending = set(self._detached)
+        if pending:
+            await asyncio.wait(pending, timeout=_STOP_TIMEOUT)
+
+    def _detach(self, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)

@@ -1,0 +1,546 @@
+"""ProcessExecutor: every slot runs its jobs in its own spawned child process.
+
+Each child is fed over its own socket pair, so a child that dies (segfault, OOM kill,
+``os._exit``) fails only the job it was running and only that child is replaced; a shared
+``ProcessPoolExecutor`` would instead break and fail every job in flight. The parent never
+blocks its event loop on a child: it reads each socket with ``loop.add_reader`` and writes
+without blocking, and it enforces time limits from the loop (a child past its deadline is
+killed), so a stuck job cannot stall the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.util  # registers its atexit hook before ours, so ours runs first
+import os
+import pickle
+import signal
+import socket
+import sys
+import types
+import uuid
+import weakref
+from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
+
+from chancy.errors import ConfigurationError, JobFailedError
+from chancy.executors import _child
+from chancy.executors._reporter import Reporter
+from chancy.executors.base import PLATFORM_LINUX, ConcurrentExecutor, Executor
+from chancy.job import QueuedJob, Reference
+
+if TYPE_CHECKING:
+    from chancy.queue import Queue
+    from chancy.worker import Worker
+
+log = logging.getLogger("chancy.executor.process")
+
+_READ_SIZE = 1 << 18
+_FRAME = _child.FRAME
+_HEAD = _child.FRAME.size
+_MAX_REMEMBERED_FUNCS = 2048
+_EXIT_WAIT = 5.0
+
+
+class _Child:
+    """One child process, the socket that feeds it and the job it is running."""
+
+    __slots__ = (
+        "closed",
+        "deadline",
+        "inbuf",
+        "job",
+        "jobs_done",
+        "memory_limit",
+        "outbuf",
+        "process",
+        "ready",
+        "sock",
+        "successor",
+        "time_limit",
+    )
+
+    def __init__(self, process: BaseProcess, sock: socket.socket) -> None:
+        self.process = process
+        self.sock = sock
+        self.ready = False
+        self.closed = False
+        self.job: QueuedJob | None = None
+        self.time_limit: float | None = None
+        self.memory_limit: int | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        self.jobs_done = 0
+        #: The child that takes this one's place when it retires, started ahead of time.
+        self.successor: _Child | None = None
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+
+
+class ProcessExecutor(ConcurrentExecutor):
+    """Runs each job in a child process; the default executor, for CPU-bound or unsafe code.
+
+    Options (a queue's ``executor_options``):
+
+    - ``maximum_jobs_per_worker`` (1000): a child is replaced after running this many jobs,
+      which bounds the damage of leaks in job code.
+    - ``mp_context`` ("spawn"): the multiprocessing start method, "spawn" or "forkserver".
+      "fork" is refused: forking a running worker (threads, event loop, open connections)
+      is unsafe.
+    - ``time_limit`` (None): seconds a job may run when it has no TIME limit of its own.
+
+    Children start when first needed and are reused. They do not import the worker's
+    ``__main__`` module (job functions must live in importable modules anyway), so a worker
+    started from a script or the ``chancy`` command does not re-run it, nor import psycopg,
+    in every child. A time limit kills the child at the deadline; a memory limit caps how
+    much address space a job may add to its child (``RLIMIT_AS``, Linux), so an allocation
+    past it raises ``MemoryError`` and fails that attempt. Cancellation kills the child.
+    Override ``on_initialize_worker`` to prepare each child (``django.setup()``, logging).
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        queue: Queue,
+        *,
+        maximum_jobs_per_worker: int = 1000,
+        mp_context: str = "spawn",
+        **options: Any,
+    ) -> None:
+        super().__init__(worker, queue, **options)
+        if (
+            isinstance(maximum_jobs_per_worker, bool)
+            or not isinstance(maximum_jobs_per_worker, int)
+            or maximum_jobs_per_worker < 1
+        ):
+            raise ConfigurationError(
+                f"maximum_jobs_per_worker must be a positive integer, got"
+                f" {maximum_jobs_per_worker!r}"
+            )
+        if mp_context not in ("spawn", "forkserver"):
+            raise ConfigurationError(
+                f"mp_context {mp_context!r} is not supported; use 'spawn' (the default) or"
+                " 'forkserver' ('fork' is unsafe in a running worker)"
+            )
+        try:
+            self._context: Any = multiprocessing.get_context(mp_context)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"mp_context {mp_context!r} is not available on this platform: {exc}"
+            ) from None
+        if mp_context == "forkserver":
+            _preload_in_forkserver()
+        self.maximum_jobs_per_worker = maximum_jobs_per_worker
+        # A retiring child's successor starts this many jobs before the end of its budget,
+        # so the slot never waits for a child to boot.
+        self._successor_lead = max(1, maximum_jobs_per_worker // 10)
+        self._children: set[_Child] = set()
+        self._idle: list[_Child] = []
+        self._busy: dict[uuid.UUID, _Child] = {}
+        # func path -> whether its children need the whole QueuedJob (see _child).
+        self._needs_job: dict[str, bool] = {}
+        self._reporter = Reporter(self.on_job_completed)
+        self._reaping: set[asyncio.Task[None]] = set()
+        self._serial = itertools.count(1)
+        self._stopped = False
+
+    # -- capabilities -------------------------------------------------------------------
+
+    @classmethod
+    def supports(cls) -> Executor.Capability:
+        caps = (
+            cls.Capability.SYNC_JOBS
+            | cls.Capability.ASYNC_JOBS
+            | cls.Capability.TIME_LIMIT
+            | cls.Capability.CANCELLATION
+        )
+        if PLATFORM_LINUX and _child.resource is not None:
+            caps |= cls.Capability.MEMORY_LIMIT
+        return caps
+
+    @classmethod
+    def unsupported_reason(cls) -> str | None:
+        if os.name != "posix":
+            return (
+                "ProcessExecutor needs a POSIX system (it watches its children with"
+                " loop.add_reader); use ThreadedExecutor or AsyncExecutor on this platform"
+            )
+        return None
+
+    def get_default_concurrency(self) -> int:
+        return _cpu_count()
+
+    @staticmethod
+    def on_initialize_worker() -> None:
+        """Called once in each child before it runs jobs; override to prepare children.
+
+        Runs in the child, after ``sys.path`` and the working directory match the worker's.
+        """
+
+    # -- running jobs -------------------------------------------------------------------
+
+    async def submit_to_pool(self, job: QueuedJob) -> None:
+        if self._stopped:
+            raise RuntimeError("this ProcessExecutor was stopped; it cannot run more jobs")
+        child = self._idle.pop() if self._idle else None
+        if child is None:
+            try:
+                child = self._spawn()
+            except Exception as exc:
+                log.exception("could not start a process for job %s", job.id)
+                self._reporter.report(
+                    job, JobFailedError(f"could not start a process to run the job: {exc}")
+                )
+                return
+        self.jobs[job.id] = job
+        self._busy[job.id] = child
+        child.job = job
+        if (
+            child.successor is None
+            and child.jobs_done + self._successor_lead >= self.maximum_jobs_per_worker
+        ):
+            child.successor = self._try_spawn()
+        child.time_limit = self.time_limit_for(job)
+        child.memory_limit = self.memory_limit_for(job)
+        full = self._needs_job.get(job.func, True)
+        self._send(child, _child.job_message(job, child.memory_limit, full=full))
+        if child.ready and child.time_limit is not None:
+            self._arm_deadline(child)
+
+    async def cancel(self, ref: Reference) -> None:
+        child = self._busy.get(ref.identifier)
+        if child is not None:
+            self._abandon(child, JobFailedError("the job was cancelled while running"))
+
+    async def stop(self) -> None:
+        """Kill every child (running jobs are abandoned) and wait briefly for them to exit."""
+        self._stopped = True
+        self._idle.clear()
+        self._busy.clear()
+        self.jobs.clear()
+        for child in list(self._children):
+            child.job = None
+            self._discard(child, kill=True)
+        if self._reaping:
+            await asyncio.wait(set(self._reaping), timeout=_EXIT_WAIT)
+        await self._reporter.flush(timeout=_EXIT_WAIT)
+        _live_executors.discard(self)
+
+    # -- children -----------------------------------------------------------------------
+
+    def _spawn(self) -> _Child:
+        loop = asyncio.get_running_loop()
+        parent_sock, child_sock = socket.socketpair()
+        try:
+            process = self._context.Process(
+                target=_child.main,
+                args=(child_sock, self._child_config()),
+                name=f"chancy-{self.queue.name}-{next(self._serial)}",
+            )
+            with _main_module_hidden():
+                process.start()
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        parent_sock.setblocking(False)
+        child = _Child(process, parent_sock)
+        loop.add_reader(parent_sock.fileno(), self._on_readable, child)
+        self._children.add(child)
+        _live_executors.add(self)
+        return child
+
+    def _try_spawn(self) -> _Child | None:
+        try:
+            return self._spawn()
+        except Exception:
+            log.exception("could not start a process for queue %s", self.queue.name)
+            return None
+
+    def _child_config(self) -> dict[str, Any]:
+        cls = type(self)
+        path: str | None = f"{cls.__module__}.{cls.__qualname__}"
+        if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+            path = None  # not importable in the child; it uses ProcessExecutor's hooks
+        return {
+            "executor": path,
+            "parent_pid": os.getpid(),
+            "log_level": logging.getLogger().getEffectiveLevel(),
+        }
+
+    def _discard(self, child: _Child, *, kill: bool, job: QueuedJob | None = None) -> None:
+        """Stop using ``child``: close its socket, kill it if asked, reap it in the background.
+
+        With ``job``, the job is reported as failed with the child's exit code once known.
+        """
+        if child.closed:
+            return
+        child.closed = True
+        if child.deadline is not None:
+            child.deadline.cancel()
+            child.deadline = None
+        loop = asyncio.get_running_loop()
+        fd = child.sock.fileno()
+        loop.remove_reader(fd)
+        if child.outbuf:
+            loop.remove_writer(fd)
+            child.outbuf.clear()
+        if kill:
+            _kill(child.process)
+        child.sock.close()  # a live child reads EOF and exits
+        with contextlib.suppress(ValueError):
+            self._idle.remove(child)
+        self._children.discard(child)
+        successor, child.successor = child.successor, None
+        if successor is not None:
+            if self._stopped:
+                self._discard(successor, kill=True)
+            else:
+                self._idle.append(successor)
+        task = loop.create_task(self._wait_exit(child, job))
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
+    async def _wait_exit(self, child: _Child, job: QueuedJob | None) -> None:
+        """Wait for ``child`` to exit (no zombies); report ``job`` as killed with its exit code."""
+        process = child.process
+        loop = asyncio.get_running_loop()
+        kill_at = loop.time() + _EXIT_WAIT
+        delay = 0.001
+        while process.exitcode is None:
+            if loop.time() >= kill_at:
+                _kill(process)  # a recycled child that does not exit on EOF
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        code = process.exitcode
+        with contextlib.suppress(ValueError):
+            process.close()
+        if job is not None:
+            self._reporter.report(job, JobFailedError(_describe_exit(code, child.memory_limit)))
+
+    def _abandon(self, child: _Child, exc: BaseException) -> None:
+        """Kill the child running a job, free its slot and report ``exc`` as the outcome."""
+        job = child.job
+        child.job = None
+        self._discard(child, kill=True)
+        if job is not None:
+            self.jobs.pop(job.id, None)
+            self._busy.pop(job.id, None)
+            self._reporter.report(job, exc)
+
+    def _arm_deadline(self, child: _Child) -> None:
+        assert child.time_limit is not None
+        child.deadline = asyncio.get_running_loop().call_later(
+            child.time_limit, self._on_deadline, child, child.job
+        )
+
+    def _on_deadline(self, child: _Child, job: QueuedJob | None) -> None:
+        if child.job is job:
+            self._abandon(
+                child,
+                JobFailedError(
+                    f"the job exceeded its time limit of {child.time_limit:g}s; the process"
+                    " running it was killed"
+                ),
+            )
+
+    # -- the wire -----------------------------------------------------------------------
+
+    def _send(self, child: _Child, message: tuple[Any, ...]) -> None:
+        data = _child.frame(message)
+        if child.outbuf:
+            child.outbuf += data
+            return
+        try:
+            sent = child.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return  # the child is gone; the reader sees EOF and fails its job
+        if sent < len(data):
+            child.outbuf += memoryview(data)[sent:]
+            asyncio.get_running_loop().add_writer(child.sock.fileno(), self._on_writable, child)
+
+    def _on_writable(self, child: _Child) -> None:
+        try:
+            sent = child.sock.send(child.outbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            sent = len(child.outbuf)
+        del child.outbuf[:sent]
+        if not child.outbuf:
+            asyncio.get_running_loop().remove_writer(child.sock.fileno())
+
+    def _on_readable(self, child: _Child) -> None:
+        try:
+            self._read(child)
+        except Exception as exc:
+            # A reply that cannot be decoded: this child can no longer be trusted.
+            log.exception("bad reply from process %s", child.process.pid)
+            self._abandon(child, JobFailedError(f"the job's process sent a bad reply: {exc}"))
+
+    def _read(self, child: _Child) -> None:
+        try:
+            data = child.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_child_gone(child)
+            return
+        buf = child.inbuf
+        if not buf and len(data) > _HEAD:
+            # The usual case: exactly one whole reply.
+            (size,) = _FRAME.unpack_from(data)
+            if len(data) == _HEAD + size:
+                self._on_message(child, pickle.loads(memoryview(data)[_HEAD:]))
+                return
+        buf += data
+        start, end = 0, len(buf)
+        while end - start >= _HEAD and not child.closed:
+            (size,) = _FRAME.unpack_from(buf, start)
+            stop = start + _HEAD + size
+            if stop > end:
+                break
+            message = pickle.loads(bytes(buf[start + _HEAD : stop]))
+            start = stop
+            self._on_message(child, message)
+        del buf[:start]
+
+    def _on_message(self, child: _Child, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == _child.DONE or kind == _child.FAILED:
+            self._on_finished(child, message)
+        elif kind == _child.READY:
+            child.ready = True
+            if child.job is not None and child.time_limit is not None:
+                self._arm_deadline(child)
+        elif kind == _child.NEED_JOB and child.job is not None:
+            self._needs_job[child.job.func] = True
+            self._send(child, _child.job_message(child.job, child.memory_limit, full=True))
+
+    def _on_finished(self, child: _Child, message: tuple[Any, ...]) -> None:
+        job = child.job
+        if job is None:
+            return
+        # Decoded first: if that fails, the job is still the child's and is failed with it.
+        exc, result, meta = _child.decode_outcome(message)
+        child.job = None
+        if child.deadline is not None:
+            child.deadline.cancel()
+            child.deadline = None
+        self.jobs.pop(job.id, None)
+        self._busy.pop(job.id, None)
+        used_job = message[1]
+        if self._needs_job.get(job.func) is not used_job:
+            if len(self._needs_job) >= _MAX_REMEMBERED_FUNCS:
+                self._needs_job.clear()
+            self._needs_job[job.func] = used_job
+        child.jobs_done += 1
+        if child.jobs_done < self.maximum_jobs_per_worker:
+            self._idle.append(child)
+        else:
+            self._discard(child, kill=False)  # its successor, started earlier, becomes idle
+        if meta is not None:
+            job = dataclasses.replace(job, meta=meta)
+        self._reporter.report(job, exc, result)
+
+    def _on_child_gone(self, child: _Child) -> None:
+        """The child closed its socket, so it died: fail its job once its exit code is known."""
+        job = child.job
+        child.job = None
+        if job is not None:
+            self.jobs.pop(job.id, None)
+            self._busy.pop(job.id, None)
+        self._discard(child, kill=False, job=job)
+
+    def _kill_all_now(self) -> None:
+        """Kill every child at once (interpreter exit, no event loop)."""
+        for child in self._children:
+            _kill(child.process)
+
+
+# -- module helpers ---------------------------------------------------------------------
+
+
+def _cpu_count() -> int:
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return max(1, count or 1)
+
+
+def _kill(process: Any) -> None:
+    pid = process.pid
+    if pid is not None and process.exitcode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _describe_exit(code: int | None, memory_limit: int | None) -> str:
+    if code is None:
+        text = "the process running the job stopped responding and was killed"
+    elif code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        text = f"the process running the job was killed by signal {name}"
+        if -code == signal.SIGKILL:
+            text += " (by the kernel's out-of-memory killer or by another process)"
+    else:
+        text = f"the process running the job died with exit code {code}"
+    if memory_limit:
+        text += f"; the job had a memory limit of {memory_limit} bytes"
+    return text
+
+
+def _preload_in_forkserver() -> None:
+    """Make the forkserver import the child's code once, so each fork starts warm."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    current = list(getattr(server, "_preload_modules", None) or [])
+    if __name__ not in current:
+        forkserver.set_forkserver_preload([*current, __name__])
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a child without making it import the worker's ``__main__`` module.
+
+    multiprocessing's spawn re-runs the parent's main script (or ``-m`` module) in every
+    child. For a worker that is a console script (``chancy worker start``, pytest) or a user
+    script, that costs start-up time, imports psycopg, and may re-run code without a
+    ``__name__ == "__main__"`` guard. Job functions cannot live in ``__main__`` anyway, so the
+    child is started while an empty module stands in for it. The swap lasts only for the
+    synchronous ``Process.start()`` call in the event loop's thread.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+        else:
+            del sys.modules["__main__"]
+
+
+_live_executors: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_children_at_exit() -> None:
+    # multiprocessing joins non-daemon children at exit; a child stuck in a job would hang
+    # the worker's exit, so kill them first. (Children are not daemonic so that jobs may
+    # start processes of their own.)
+    for executor in list(_live_executors):
+        executor._kill_all_now()
