@@ -47,7 +47,7 @@ def dsn() -> Iterator[str]:
 @pytest.fixture(scope="session", autouse=True)
 def _no_leaked_tables(dsn: str) -> Iterator[None]:
     yield
-    pattern = f"t{_worker_id()}\\_%"
+    pattern = f"t{_worker_id()}\\_{os.getpid() % 10000}\\_%"
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT relname FROM pg_class WHERE relkind IN ('r', 'u', 'p') AND relname LIKE %s",

@@ -59,6 +59,7 @@ class Heartbeat:
                 hostname=self.hostname,
                 pid=os.getpid(),
                 version=VERSION,
+                first=self.last_ok is None,
             )
         )
         # Count from when the request was sent: the lease started no earlier than that.

@@ -392,6 +392,7 @@ class Store:
         hostname: str,
         pid: int,
         version: str,
+        first: bool = False,
     ) -> Spec[dict[str, Any]]:
         return Spec(
             self.q["worker_heartbeat"],
@@ -403,6 +404,7 @@ class Store:
                 "hostname": hostname,
                 "pid": pid,
                 "version": version,
+                "first": first,
             },
             "one",
         )

@@ -5,6 +5,12 @@ INSERT INTO {prefix}workers (worker_id, tags, queues, last_seen, expires_at, hos
 VALUES (%(worker_id)s, %(tags)s, %(queues)s, now(), now() + make_interval(secs => %(timeout)s),
     %(hostname)s, %(pid)s, %(version)s)
 ON CONFLICT (worker_id) DO UPDATE SET
+    -- A process's first beat under a reused worker id starts a new life: recovery compares
+    -- started_at with its jobs' started_at so the old process's claims are not shielded.
+    started_at = CASE WHEN %(first)s THEN now() ELSE {prefix}workers.started_at END,
+    hostname = EXCLUDED.hostname,
+    pid = EXCLUDED.pid,
+    version = EXCLUDED.version,
     tags = EXCLUDED.tags,
     queues = EXCLUDED.queues,
     last_seen = EXCLUDED.last_seen,
