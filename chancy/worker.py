@@ -417,6 +417,8 @@ class Worker:
         producer = self._producers.get(job.queue)
         if producer is not None:
             producer.slot_freed()
+        if self._retiring:
+            self.hub.emit("worker.job.done", {"queue": job.queue})
 
     # -- queues -------------------------------------------------------------------------
 
@@ -508,7 +510,8 @@ class Worker:
                 await asyncio.gather(task, return_exceptions=True)
             if executor is not None:
                 while len(executor):
-                    await self.hub.wait_for("worker.job.done", timeout=1.0)
+                    with contextlib.suppress(TimeoutError):
+                        await self.hub.wait_for("worker.job.done", timeout=1.0)
                 await executor.stop()
             if self.executors.get(name) is executor:
                 del self.executors[name]

@@ -199,7 +199,10 @@ async def test_queue_changes_while_running(chancy: Chancy, worker: Worker) -> No
     assert got.started_at is not None and job.created_at is not None
     assert got.started_at - job.created_at >= timedelta(seconds=0.8)
 
-    # Changing the executor settings rebuilds the executor.
+    # Changing the executor settings rebuilds the executor once its running job is done.
+    running = await chancy.push(J("sleepy", queue="late", kwargs={"seconds": 1}))
+    await eventually(lambda: _state(chancy, running, ("running",)))
+    old_executor = worker.executors["late"]
     await chancy.declare(
         Queue("late", executor=ASYNC, concurrency=3, polling_interval=60), upsert=True
     )
@@ -208,6 +211,9 @@ async def test_queue_changes_while_running(chancy: Chancy, worker: Worker) -> No
             worker.executors.get("late") is not None and worker.executors["late"].concurrency == 3
         )
     )
+    assert worker.executors["late"] is not old_executor
+    finished = await chancy.wait_for_job(running, timeout=5)
+    assert finished is not None and finished.state == "succeeded" and finished.result == "woke"
 
     removed = asyncio.ensure_future(
         worker.hub.wait_for(
