@@ -20,12 +20,17 @@ from tests.conftest import eventually
 ASYNC = Chancy.Executor.Async
 
 
-def test_defaults_are_leadership_pruner_and_recovery(dsn: str, prefix: str) -> None:
+def test_defaults_are_leadership_pruner_recovery_metrics_workflow(dsn: str, prefix: str) -> None:
+    from chancy.plugins.metrics import Metrics
+    from chancy.plugins.workflow import WorkflowPlugin
+
     app = Chancy(dsn, prefix=prefix)
-    assert {k: type(v) for k, v in app.plugins.items()} == {
-        "chancy.leadership": Leadership,
-        "chancy.pruner": Pruner,
-        "chancy.recovery": Recovery,
+    assert {type(v) for v in app.plugins.values()} == {
+        Leadership,
+        Pruner,
+        Recovery,
+        Metrics,
+        WorkflowPlugin,
     }
 
 

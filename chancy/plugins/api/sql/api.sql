@@ -1,0 +1,149 @@
+-- The dashboard's statements. The job filters are rules compiled by chancy.rule into a
+-- fragment whose values are parameters; the {where} placeholder in braces is the only thing
+-- filled in, through psycopg.sql. Every statement here is bounded (LIMIT, capped counts or
+-- the planner's estimates) so an open dashboard stays cheap on a busy database.
+
+-- name: api_statement_timeout
+-- Bound every dashboard statement of this transaction.
+SELECT set_config('statement_timeout', %(ms)s::text, true);
+
+-- name: api_jobs_list
+-- One page of jobs matching the filter, newest first; keyset pagination on the time-ordered
+-- id (the cursor is the last id of the previous page).
+SELECT j.id, j.queue, j.func, j.state, j.priority, j.attempts, j.max_attempts, j.recoveries,
+       j.taken_by, j.created_at, j.scheduled_at, j.started_at, j.completed_at, j.unique_key,
+       jsonb_array_length(j.errors) AS error_count, (j.meta ? 'cancelled') AS cancelled
+FROM {prefix}jobs AS j
+WHERE ({where}) AND (%(cursor)s::uuid IS NULL OR j.id < %(cursor)s::uuid)
+ORDER BY j.id DESC
+LIMIT %(limit)s;
+
+-- name: api_jobs_ids
+-- The ids of jobs matching the filter (for bulk actions), newest first, bounded.
+SELECT j.id FROM {prefix}jobs AS j
+WHERE ({where})
+ORDER BY j.id DESC
+LIMIT %(limit)s;
+
+-- name: api_jobs_count
+-- Jobs matching the filter, counted up to a cap.
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM {prefix}jobs AS j WHERE ({where}) LIMIT %(cap)s
+) AS c;
+
+-- name: api_jobs_estimate
+-- The planner's estimate of the jobs matching the filter (counts past the cap).
+EXPLAIN (FORMAT JSON) SELECT 1 FROM {prefix}jobs AS j WHERE ({where});
+
+-- name: api_jobs_table_estimate
+-- The table's row estimate from the catalog (no scan at all).
+SELECT greatest(c.reltuples, 0)::bigint AS estimate
+FROM pg_class AS c WHERE c.oid = to_regclass(%(table)s);
+
+-- name: api_job_get
+SELECT * FROM {prefix}jobs WHERE id = %(id)s;
+
+-- name: api_recent_functions
+-- Functions seen among the most recent jobs (primary key order), with their counts there.
+SELECT r.func, count(*) AS recent,
+       count(*) FILTER (WHERE r.state = 'failed') AS failed,
+       max(r.created_at) AS last_pushed,
+       array_agg(DISTINCT r.queue) AS queues
+FROM (SELECT func, state, queue, created_at FROM {prefix}jobs ORDER BY id DESC LIMIT %(scan)s) AS r
+GROUP BY r.func
+ORDER BY r.func;
+
+-- name: api_stuck_jobs
+-- Running jobs whose worker has no live heartbeat (recovery will return them), bounded.
+SELECT j.id, j.queue, j.func, j.taken_by, j.started_at
+FROM {prefix}jobs AS j
+WHERE j.state = 'running'
+  AND NOT EXISTS (
+      SELECT 1 FROM {prefix}workers AS w
+      WHERE w.worker_id = j.taken_by AND w.expires_at > now()
+  )
+ORDER BY j.id
+LIMIT %(limit)s;
+
+-- name: api_system
+-- Server facts for the system page.
+SELECT version() AS server_version,
+       current_database() AS database,
+       now() AS now,
+       pg_database_size(current_database()) AS database_bytes,
+       (SELECT coalesce(pg_total_relation_size(to_regclass(%(jobs)s)), 0)) AS jobs_bytes,
+       (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class AS c
+        WHERE c.oid = to_regclass(%(jobs)s)) AS jobs_estimate,
+       current_setting('max_connections')::int AS max_connections,
+       (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database())
+           AS connections;
+
+-- name: api_schema_versions
+SELECT version_of, version FROM {prefix}schema_version ORDER BY version_of;
+
+-- name: api_ping
+SELECT 1 AS ok;
+
+-- name: api_workers
+-- Workers with liveness (database time), leadership and their running jobs.
+SELECT w.worker_id, w.tags, w.queues, w.last_seen, w.expires_at, w.started_at, w.hostname,
+       w.pid, w.version,
+       (w.expires_at > now()) AS alive,
+       (l.worker_id IS NOT NULL) AS is_leader,
+       (SELECT count(*) FROM {prefix}jobs AS j
+        WHERE j.state = 'running' AND j.taken_by = w.worker_id) AS running
+FROM {prefix}workers AS w
+LEFT JOIN {prefix}leader AS l ON l.worker_id = w.worker_id AND l.expires_at > now()
+ORDER BY w.worker_id;
+
+-- name: api_jobs_count_by_state
+-- Jobs matching the filter in each state, each counted up to a cap, in one statement.
+SELECT s.state, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM {prefix}jobs AS j WHERE j.state = s.state AND ({where}) LIMIT %(cap)s
+    ) AS c
+) AS n
+FROM unnest(%(states)s::text[]) AS s(state);
+
+-- name: api_jobs_state_stats
+-- Per-state row estimates of the whole table from the planner's statistics (no scan).
+SELECT greatest(c.reltuples, 0)::bigint AS estimate,
+       s.most_common_vals::text::text[] AS states,
+       s.most_common_freqs AS freqs
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+LEFT JOIN pg_stats AS s
+    ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'state'
+WHERE c.oid = to_regclass(%(table)s);
+
+-- name: api_overview
+-- Everything the overview polls, in one statement: queues with their depths (waiting counted
+-- up to a cap through the claim index), workers, and running jobs on dead workers.
+SELECT
+    (SELECT coalesce(json_agg(row_to_json(q) ORDER BY q.name), '[]'::json) FROM (
+        SELECT qq.*,
+            (SELECT count(*) FROM (
+                SELECT 1 FROM {prefix}jobs AS j
+                WHERE j.queue = qq.name AND j.state IN ('pending', 'retrying')
+                LIMIT %(cap)s
+            ) AS w) AS waiting,
+            (SELECT count(*) FROM {prefix}jobs AS j
+                WHERE j.state = 'running' AND j.queue = qq.name) AS running
+        FROM {prefix}queues AS qq
+    ) AS q) AS queues,
+    (SELECT coalesce(json_agg(row_to_json(w) ORDER BY w.worker_id), '[]'::json) FROM (
+        SELECT w.worker_id, w.queues, (w.expires_at > now()) AS alive,
+               (l.worker_id IS NOT NULL) AS is_leader
+        FROM {prefix}workers AS w
+        LEFT JOIN {prefix}leader AS l ON l.worker_id = w.worker_id AND l.expires_at > now()
+    ) AS w) AS workers,
+    (SELECT coalesce(json_agg(s.id), '[]'::json) FROM (
+        SELECT j.id FROM {prefix}jobs AS j
+        WHERE j.state = 'running'
+          AND NOT EXISTS (
+              SELECT 1 FROM {prefix}workers AS w
+              WHERE w.worker_id = j.taken_by AND w.expires_at > now()
+          )
+        ORDER BY j.id
+        LIMIT %(stuck)s
+    ) AS s) AS stuck;
