@@ -222,7 +222,7 @@ class _Lease:
             self.next_elect = 0.0
             self._wake.set()
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, *, graceful: bool = False) -> None:
         if self._lapse is not None:
             self._lapse.cancel()
             self._lapse = None
@@ -233,8 +233,12 @@ class _Lease:
         worker.leader_term = None
         worker.is_leader.clear()
         at = self._now()
-        log.warning(
-            "worker %s is no longer the leader (term %d): %s", worker.worker_id, term, reason
+        log.log(
+            logging.INFO if graceful else logging.WARNING,
+            "worker %s is no longer the leader (term %d): %s",
+            worker.worker_id,
+            term,
+            reason,
         )
         worker.hub.emit(
             "leadership.lost",
@@ -364,7 +368,7 @@ class _Lease:
 
     async def _resign(self, reason: str) -> None:
         """Step down locally first, then expire our lease in the database and tell others."""
-        self._lose(reason)
+        self._lose(reason, graceful=True)
         if self.resigned:
             return
         self.resigned = True

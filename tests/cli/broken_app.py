@@ -1,0 +1,3 @@
+"""A module that fails to import, for the CLI's --app error message."""
+
+raise RuntimeError("this module cannot be imported")
