@@ -77,11 +77,15 @@ _WIDENED_BITS = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
 def default_data_dir() -> Path:
     """Return where the embedded server keeps its data when no directory is given.
 
-    Root uses ``/var/lib/chancy/pg18`` (short, and outside ``/root``, whose permissions must not
-    be widened for the unprivileged server account). Other users get ``chancy/pg18`` under
-    ``$XDG_DATA_HOME`` (default ``~/.local/share``); if that path is too long to hold the
-    server's Unix socket, a per-user directory in the temporary directory is used instead.
+    ``$CHANCY_EMBEDDED_DIR`` wins when set. Root uses ``/var/lib/chancy/pg18`` (short, and
+    outside ``/root``, whose permissions must not be widened for the unprivileged server
+    account). Other users get ``chancy/pg18`` under ``$XDG_DATA_HOME`` (default
+    ``~/.local/share``); if that path is too long to hold the server's Unix socket, a per-user
+    directory in the temporary directory is used instead.
     """
+    chosen = os.environ.get("CHANCY_EMBEDDED_DIR", "").strip()
+    if chosen:
+        return Path(chosen)
     if os.geteuid() == 0:
         return _ROOT_DATA_DIR
     xdg = os.environ.get("XDG_DATA_HOME", "")

@@ -112,7 +112,12 @@ class Pruner(Plugin):
         """
         q = plugin_queries(chancy.prefix)
         where, rule_params = compile_rule_named(self.rule, alias="j")
-        query = sql.SQL(q["pruner_delete"]).format(where=where)
+        keep = (
+            sql.SQL(q["pruner_keep_workflow_steps"])
+            if "chancy.workflow" in chancy.plugins
+            else sql.SQL("")
+        )
+        query = sql.SQL(q["pruner_delete"]).format(where=where, keep=keep)
         fence = lease if lease is not None else _UNFENCED
         total = 0
         async with dict_cursor(cursor) as cur:

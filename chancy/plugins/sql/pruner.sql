@@ -9,6 +9,7 @@ WITH doomed AS (
     SELECT j.id FROM {prefix}jobs AS j
     WHERE j.state IN ('succeeded', 'failed')
       AND ({where})
+      {keep}
       AND (NOT %(fenced)s OR EXISTS (
           SELECT 1 FROM {prefix}leader AS l
           WHERE l.id = 1 AND l.worker_id = %(leader)s AND l.term = %(term)s::bigint
@@ -25,3 +26,12 @@ WITH doomed AS (
     RETURNING j.id
 )
 SELECT count(*) AS deleted FROM gone;
+
+-- name: pruner_keep_workflow_steps
+-- Filled in as {keep} when the workflow plugin is installed: the steps of a workflow that is
+-- still running are never deleted, since later steps read their results.
+AND NOT EXISTS (
+    SELECT 1 FROM {prefix}workflow_steps AS s
+    JOIN {prefix}workflows AS w ON w.id = s.workflow_id
+    WHERE s.job_id = j.id AND w.state IN ('pending', 'running')
+)

@@ -1,0 +1,346 @@
+"""Cron: jobs pushed on a schedule, fired by the leader.
+
+::
+
+    chancy = Chancy(dsn, plugins=[Cron()])
+    await Cron.schedule(chancy, "30 2 * * *", report.job.with_unique_key("nightly-report"),
+                        timezone="Europe/London")
+
+The expression language and how time zones and daylight saving time are handled are described
+in :mod:`chancy.plugins.cron.schedule`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Iterable
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import psycopg.errors
+from psycopg.rows import dict_row
+
+from chancy.errors import ConfigurationError
+from chancy.job import Job
+from chancy.plugin import Plugin, PluginScope
+from chancy.plugins.cron.schedule import (
+    CronExpression,
+    InvalidCronExpression,
+    get_timezone,
+    next_run,
+    parse,
+    timezone_name,
+)
+from chancy.plugins.leadership import lease_params
+from chancy.store import Spec, run
+from chancy.store.loader import Queries
+from chancy.store.runner import dict_cursor
+from chancy.utils import json_dumps
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+    from chancy.worker import Worker
+
+__all__ = ["Cron", "CronExpression", "CronSchedule", "InvalidCronExpression", "next_run", "parse"]
+
+log = logging.getLogger("chancy.cron")
+
+_UNFENCED = {"leader": None, "term": None, "fenced": False}
+
+#: The hub (and NOTIFY) event sent when schedules change.
+SCHEDULED = "cron.scheduled"
+
+
+@functools.cache
+def cron_queries(prefix: str) -> Queries:
+    """The named queries of ``chancy/plugins/cron/sql`` for one prefix, loaded once."""
+    return Queries("chancy.plugins.cron.sql", prefix)
+
+
+class CronSchedule(TypedDict):
+    """One schedule as returned by :meth:`Cron.get_schedules`."""
+
+    unique_key: str
+    job: Job
+    cron: str
+    last_run: datetime | None
+    next_run: datetime
+    timezone: str
+
+
+@contextlib.contextmanager
+def _explain_missing_table(chancy: Chancy) -> Any:
+    try:
+        yield
+    except psycopg.errors.UndefinedTable as exc:
+        raise ConfigurationError(
+            f"there is no {chancy.prefix}cron table: add Cron() to Chancy(plugins=[...]) and run"
+            " `await chancy.migrate()` (or `chancy misc migrate`)"
+        ) from exc
+
+
+def _as_job(item: Any) -> Job:
+    if isinstance(item, Job):
+        return item
+    attached = getattr(item, "job", None)
+    if isinstance(attached, Job):
+        return attached
+    raise TypeError(
+        f"cannot schedule {item!r}: pass a Job (Job.from_func(f, unique_key=...)) or a function"
+        " decorated with @job"
+    )
+
+
+class Cron(Plugin):
+    """Leader-only: push jobs on cron schedules.
+
+    Each schedule is a row of ``{prefix}cron`` keyed by its job's ``unique_key``. The leader
+    selects the rows that are due by the database's ``now()`` (``FOR UPDATE SKIP LOCKED``), pushes
+    their jobs and moves each row's ``next_run`` to its next slot, all in one transaction fenced
+    by its leadership lease. A leader killed half-way therefore leaves nothing behind (the
+    transaction rolls back and its successor fires the slot), and a slot that was committed is
+    never fired again: no slot is lost or doubled across a change of leader.
+
+    **Missed slots fire once.** When no worker ran for a while (or no leader was elected), a
+    schedule whose ``next_run`` passed fires *once* as soon as a leader is back, however many
+    slots were missed, and its next slot is then computed from the current time, not from the
+    missed one. The same holds after a long outage of the database.
+
+    **Expressions and time zones.** Five fields (``minute hour day-of-month month
+    day-of-week``) or an alias (``@hourly``, ``@daily``/``@midnight``, ``@weekly``,
+    ``@monthly``, ``@yearly``/``@annually``), read as wall-clock times in the schedule's IANA
+    time zone. Each matching wall-clock time fires once: one skipped by a spring-forward change
+    fires at the change, one repeated by a fall-back change fires at its first occurrence (see
+    :mod:`chancy.plugins.cron.schedule`). There is no seconds field; the finest schedule is
+    once a minute.
+
+    **Overlap.** Jobs are pushed with their unique key, so while an earlier run of a schedule
+    is still pending or running, a firing returns that job instead of queuing another.
+
+    :param poll_interval: the longest the leader sleeps between checks; it also wakes when the
+        next schedule is due (computed by the database) and when schedules change.
+    :param batch_size: schedules fired per transaction.
+    """
+
+    def __init__(self, poll_interval: float = 60, *, batch_size: int = 500) -> None:
+        super().__init__()
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float):
+            raise ConfigurationError(f"Cron(poll_interval={poll_interval!r}) must be seconds")
+        if poll_interval <= 0:
+            raise ConfigurationError(f"Cron(poll_interval={poll_interval!r}) must be > 0")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(f"Cron(batch_size={batch_size!r}) must be an int >= 1")
+        self.poll_interval = float(poll_interval)
+        self.batch_size = batch_size
+        #: Keys whose stored row could not be read (logged once); left alone until rescheduled.
+        self._broken: set[str] = set()
+        self._wakers: set[asyncio.Event] = set()
+
+    @classmethod
+    def get_identifier(cls) -> str:
+        return "chancy.cron"
+
+    @classmethod
+    def get_scope(cls) -> PluginScope:
+        return PluginScope.LEADER
+
+    def migrate_key(self) -> str | None:
+        return "cron"
+
+    def migrate_package(self) -> str | None:
+        return "chancy.plugins.cron.migrations"
+
+    def wake_up(self) -> None:
+        super().wake_up()
+        for event in self._wakers:
+            event.set()
+
+    # -- the leader's service -------------------------------------------------------------
+
+    async def run(self, worker: Worker, chancy: Chancy) -> None:
+        wake = asyncio.Event()
+        self._wakers.add(wake)
+
+        def on_scheduled(_: Any) -> None:
+            self._broken.clear()
+            wake.set()
+
+        worker.hub.on(SCHEDULED, on_scheduled)
+        stuck = 0
+        try:
+            while True:
+                wake.clear()
+                fired = await self.fire_due(chancy, lease=lease_params(worker))
+                wait = await self._seconds_until_due(chancy)
+                if wait is None:
+                    timeout = self.poll_interval
+                elif wait > 0:
+                    timeout = min(self.poll_interval, wait)
+                elif fired:
+                    timeout = 0  # a full batch: fire the rest at once
+                else:
+                    # Due but not fired: it became due between our two statements, another
+                    # transaction holds the row, or our lease is no longer current (then
+                    # leadership.lost cancels us shortly). Look again soon, then less often.
+                    stuck += 1
+                    timeout = 0.01 if stuck == 1 else min(self.poll_interval, 0.25)
+                if wait is None or wait > 0 or fired:
+                    stuck = 0
+                if timeout > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout)
+        finally:
+            worker.hub.remove(SCHEDULED, on_scheduled)
+            self._wakers.discard(wake)
+
+    async def _seconds_until_due(self, chancy: Chancy) -> float | None:
+        q = cron_queries(chancy.prefix)
+        row: Any = await chancy._run(Spec(q["cron_wait"], {"skip": sorted(self._broken)}, "one"))
+        return None if row is None or row["wait"] is None else float(row["wait"])
+
+    async def fire_due(self, chancy: Chancy, *, lease: dict[str, Any] | None = None) -> list[str]:
+        """Fire every due schedule, in transactions of ``batch_size``; return the keys fired.
+
+        ``lease`` is the fence from :func:`~chancy.plugins.leadership.lease_params`; without
+        it (an operator calling this by hand) the writes are not fenced.
+        """
+        fence = lease if lease is not None else _UNFENCED
+        q = cron_queries(chancy.prefix)
+        fired: list[str] = []
+        pool = await chancy.open()
+        while True:
+            async with (
+                pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                params = {**fence, "limit": self.batch_size, "skip": sorted(self._broken)}
+                rows: Any = await run(cur, Spec(q["cron_due"], params, "all"))
+                jobs: list[Job] = []
+                keys: list[str] = []
+                next_runs: list[datetime] = []
+                for row in rows:
+                    key = row["unique_key"]
+                    try:
+                        job = Job.unpack(row["job"])
+                        # Next slot from now: missed slots are not fired one by one.
+                        upcoming = parse(row["cron"]).next_after(row["now"], row["timezone"])
+                    except Exception as exc:
+                        self._broken.add(key)
+                        log.error(
+                            "cron schedule %r cannot be fired and is skipped until it is"
+                            " rescheduled: %s",
+                            key,
+                            exc,
+                        )
+                        continue
+                    jobs.append(job)
+                    keys.append(key)
+                    next_runs.append(upcoming)
+                if jobs:
+                    await chancy.push_many_ex(cur, jobs)
+                    await run(cur, Spec(q["cron_advance"], {"keys": keys, "next_runs": next_runs}))
+            fired.extend(keys)
+            if len(rows) < self.batch_size:
+                break
+        if fired:
+            log.info("cron fired %d schedule(s): %s", len(fired), ", ".join(fired))
+        return fired
+
+    # -- managing schedules ---------------------------------------------------------------
+
+    @classmethod
+    async def schedule(
+        cls, chancy: Chancy, cron: str, *jobs: Any, timezone: tzinfo | str = "UTC"
+    ) -> None:
+        """Create or replace the schedules of ``jobs`` (keyed by their ``unique_key``).
+
+        ``cron`` is a five-field expression or an alias such as ``@daily``, read in
+        ``timezone`` (an IANA name or a ``ZoneInfo``). Every job needs a ``unique_key``.
+        Rescheduling a key replaces its job, expression and time zone; when the expression and
+        time zone are unchanged its next run is kept.
+        """
+        pool = await chancy.open()
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cls.schedule_ex(chancy, cur, cron, *jobs, timezone=timezone)
+
+    @classmethod
+    async def schedule_ex(
+        cls,
+        chancy: Chancy,
+        cursor: psycopg.AsyncCursor[Any],
+        cron: str,
+        *jobs: Any,
+        timezone: tzinfo | str = "UTC",
+    ) -> None:
+        """:meth:`schedule` inside the caller's transaction."""
+        expression = parse(cron)
+        zone_name = timezone_name(timezone)
+        zone = get_timezone(zone_name)
+        if not jobs:
+            raise ValueError("Cron.schedule needs at least one job to schedule")
+        packed: list[Job] = []
+        seen: set[str] = set()
+        for item in jobs:
+            job = _as_job(item)
+            if not job.unique_key:
+                raise ValueError(
+                    f"job {job.func} has no unique_key; every cron job needs one, because"
+                    " schedules are stored and replaced by it. Use"
+                    " job.with_unique_key('a-stable-name')."
+                )
+            if job.unique_key in seen:
+                raise ValueError(f"unique_key {job.unique_key!r} is given twice")
+            seen.add(job.unique_key)
+            packed.append(job)
+        q = cron_queries(chancy.prefix)
+        with _explain_missing_table(chancy):
+            async with dict_cursor(cursor) as cur:
+                now: Any = (await run(cur, Spec(q["cron_now"], None, "one")))["now"]
+                upcoming = expression.next_after(now, zone)
+                params = {
+                    "keys": [j.unique_key for j in packed],
+                    "queues": [j.queue for j in packed],
+                    "jobs": [json_dumps({**j.pack(), "s": None}) for j in packed],
+                    "crons": [expression.expression] * len(packed),
+                    "next_runs": [upcoming] * len(packed),
+                    "timezones": [zone_name] * len(packed),
+                    "notify": chancy.notifications,
+                }
+                await run(cur, Spec(q["cron_upsert"], params, "one"))
+
+    @classmethod
+    async def unschedule(cls, chancy: Chancy, *unique_keys: str) -> int:
+        """Remove the schedules with these keys; return how many existed."""
+        if not unique_keys:
+            return 0
+        q = cron_queries(chancy.prefix)
+        with _explain_missing_table(chancy):
+            row: Any = await chancy._run(Spec(q["cron_delete"], {"keys": list(unique_keys)}, "one"))
+        return int(row["deleted"])
+
+    @classmethod
+    async def get_schedules(
+        cls, chancy: Chancy, unique_keys: Iterable[str] | None = None
+    ) -> dict[str, CronSchedule]:
+        """Every schedule (or those with ``unique_keys``), by unique key."""
+        q = cron_queries(chancy.prefix)
+        if isinstance(unique_keys, str):
+            unique_keys = [unique_keys]
+        keys = None if unique_keys is None else list(unique_keys)
+        with _explain_missing_table(chancy):
+            rows: Any = await chancy._run(Spec(q["cron_get"], {"keys": keys}, "all"))
+        return {
+            row["unique_key"]: CronSchedule(
+                unique_key=row["unique_key"],
+                job=Job.unpack(row["job"]),
+                cron=row["cron"],
+                last_run=row["last_run"],
+                next_run=row["next_run"],
+                timezone=row["timezone"],
+            )
+            for row in rows
+        }

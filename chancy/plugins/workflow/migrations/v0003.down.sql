@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS {prefix}workflow_steps;
+DROP TABLE IF EXISTS {prefix}workflows;

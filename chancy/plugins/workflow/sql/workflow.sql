@@ -1,0 +1,205 @@
+-- Workflows ({prefix}workflows) and their steps ({prefix}workflow_steps).
+--
+-- A step's state column is what the leader last recorded: NULL until the step's job is queued,
+-- 'pending' until that job finishes, then 'succeeded' or 'failed'. The leader advances
+-- workflows in transactions that begin with workflow_lease (its lease row share-locked until
+-- commit, so no election completes while they are open) and lock what they change with
+-- SKIP LOCKED, so two advancing transactions never wait on each other.
+
+-- name: workflow_insert
+-- A new workflow and all its steps in one statement; the leader is told (workflow.created).
+WITH w AS (
+    INSERT INTO {prefix}workflows (id, name, state, created_at, updated_at)
+    VALUES (%(id)s, %(name)s, 'pending', now(), now())
+    RETURNING id, created_at, updated_at
+), s AS (
+    INSERT INTO {prefix}workflow_steps (workflow_id, step_id, job_data, dependencies)
+    SELECT w.id, u.step_id, u.job_data, u.dependencies
+    FROM w, unnest(%(step_ids)s::text[], %(jobs)s::jsonb[], %(dependencies)s::jsonb[])
+        AS u(step_id, job_data, dependencies)
+    RETURNING 1
+), told AS (
+    SELECT pg_notify('{prefix}events', json_build_object('t', 'workflow.created', 'id', w.id)::text)
+    FROM w WHERE %(notify)s
+)
+SELECT w.created_at, w.updated_at, (SELECT count(*) FROM s) AS steps,
+       (SELECT count(*) FROM told) AS notified
+FROM w;
+
+-- name: workflow_get_many
+-- Workflows with their steps; a queued step shows its job's live state.
+SELECT w.id, w.name, w.state, w.created_at, w.updated_at,
+       coalesce((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'step_id', s.step_id,
+                      'job_data', s.job_data,
+                      'dependencies', s.dependencies,
+                      'job_id', s.job_id,
+                      'state', coalesce(j.state, s.state)
+                  ) ORDER BY s.id)
+           FROM {prefix}workflow_steps AS s
+           LEFT JOIN {prefix}jobs AS j ON j.id = s.job_id
+           WHERE s.workflow_id = w.id
+       ), '[]'::jsonb) AS steps
+FROM {prefix}workflows AS w
+WHERE (%(ids)s::uuid[] IS NULL OR w.id = ANY(%(ids)s::uuid[]))
+  AND (%(states)s::text[] IS NULL OR w.state = ANY(%(states)s::text[]))
+  AND (%(name)s::text IS NULL OR w.name = %(name)s::text)
+ORDER BY w.id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: workflow_state
+SELECT id, state FROM {prefix}workflows WHERE id = %(id)s;
+
+-- name: workflow_results
+-- The stored results of some steps of a workflow (run by a worker as a step that depends on
+-- them starts), with their size so that only small ones are cached.
+SELECT d.step_id, j.result, j.state, pg_column_size(j.result) AS size
+FROM {prefix}workflow_steps AS d
+LEFT JOIN {prefix}jobs AS j ON j.id = d.job_id
+WHERE d.workflow_id = %(workflow_id)s AND d.step_id = ANY(%(step_ids)s::text[]);
+
+-- name: workflow_lease
+-- The fence of an advancing transaction: a row only while this worker's lease is current. The
+-- share lock lasts until commit.
+SELECT 1 AS held FROM {prefix}leader
+WHERE id = 1 AND worker_id = %(leader)s AND term = %(term)s::bigint AND expires_at > now()
+FOR SHARE;
+
+-- name: workflow_has_pending_jobs
+-- Whether any of these jobs is the unfinished job of a step (a cheap read before a pass).
+SELECT EXISTS (
+    SELECT 1 FROM {prefix}workflow_steps
+    WHERE state = 'pending' AND job_id = ANY(%(job_ids)s::uuid[])
+) AS found;
+
+-- name: workflow_active_ids
+-- One page of unfinished workflows, for the periodic full pass.
+SELECT id FROM {prefix}workflows
+WHERE state IN ('pending', 'running') AND id > %(after)s::uuid
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: workflow_sync_jobs
+-- Record the outcome of the given finished jobs on their steps (if they are steps of unfinished
+-- workflows); a step whose job vanished before its outcome was seen counts as failed. Returns
+-- the workflows whose steps changed.
+WITH finished AS (
+    SELECT s.id, coalesce(j.state, 'failed') AS state
+    FROM {prefix}workflow_steps AS s
+    JOIN {prefix}workflows AS w ON w.id = s.workflow_id
+    LEFT JOIN {prefix}jobs AS j ON j.id = s.job_id
+    WHERE s.job_id = ANY(%(job_ids)s::uuid[])
+      AND s.state = 'pending'
+      AND w.state IN ('pending', 'running')
+      AND (j.id IS NULL OR j.state IN ('succeeded', 'failed'))
+    ORDER BY s.id
+    FOR UPDATE OF s SKIP LOCKED
+)
+UPDATE {prefix}workflow_steps AS s
+SET state = f.state, updated_at = now()
+FROM finished AS f
+WHERE s.id = f.id
+RETURNING s.workflow_id;
+
+-- name: workflow_sync_workflows
+-- The same for every unfinished step of the given workflows (the full pass).
+WITH finished AS (
+    SELECT s.id, coalesce(j.state, 'failed') AS state
+    FROM {prefix}workflow_steps AS s
+    JOIN {prefix}workflows AS w ON w.id = s.workflow_id
+    LEFT JOIN {prefix}jobs AS j ON j.id = s.job_id
+    WHERE s.workflow_id = ANY(%(workflow_ids)s::uuid[])
+      AND s.state = 'pending'
+      AND w.state IN ('pending', 'running')
+      AND (j.id IS NULL OR j.state IN ('succeeded', 'failed'))
+    ORDER BY s.id
+    FOR UPDATE OF s SKIP LOCKED
+)
+UPDATE {prefix}workflow_steps AS s
+SET state = f.state, updated_at = now()
+FROM finished AS f
+WHERE s.id = f.id
+RETURNING s.workflow_id;
+
+-- name: workflow_settle
+-- Lock the given unfinished workflows (skipping those another transaction holds) and finish
+-- those that are done: failed as soon as one step failed, completed when every step
+-- succeeded. Returns every workflow locked, with its state after this statement; finished
+-- ones are announced (workflow.finished).
+WITH target AS (
+    SELECT w.id, w.state FROM {prefix}workflows AS w
+    WHERE w.id = ANY(%(ids)s::uuid[]) AND w.state IN ('pending', 'running')
+    ORDER BY w.id
+    FOR UPDATE SKIP LOCKED
+), summary AS (
+    SELECT s.workflow_id AS id,
+           bool_or(s.state = 'failed') AS failed,
+           bool_and(s.state IS NOT DISTINCT FROM 'succeeded') AS succeeded
+    FROM {prefix}workflow_steps AS s
+    JOIN target AS t ON t.id = s.workflow_id
+    GROUP BY s.workflow_id
+), done AS (
+    UPDATE {prefix}workflows AS w
+    SET state = CASE WHEN m.failed THEN 'failed' ELSE 'completed' END, updated_at = now()
+    FROM summary AS m
+    WHERE w.id = m.id AND (m.failed OR m.succeeded)
+    RETURNING w.id, w.state
+), told AS (
+    SELECT pg_notify('{prefix}events', json_build_object(
+        't', 'workflow.finished', 'id', d.id, 'state', d.state)::text)
+    FROM done AS d WHERE %(notify)s
+)
+SELECT t.id, coalesce(d.state, t.state) AS state, d.id IS NOT NULL AS finished,
+       (SELECT count(*) FROM told) AS notified
+FROM target AS t
+LEFT JOIN done AS d ON d.id = t.id;
+
+-- name: workflow_ready
+-- Steps of the given (locked, unfinished) workflows that are not queued yet and whose
+-- dependencies all succeeded, locked so that no other transaction queues them too.
+SELECT s.id, s.workflow_id, s.step_id, s.job_data, s.dependencies
+FROM {prefix}workflow_steps AS s
+WHERE s.workflow_id = ANY(%(ids)s::uuid[])
+  AND s.job_id IS NULL
+  AND NOT EXISTS (
+      SELECT 1
+      FROM jsonb_array_elements_text(s.dependencies) AS dep(step_id)
+      LEFT JOIN {prefix}workflow_steps AS d
+          ON d.workflow_id = s.workflow_id AND d.step_id = dep.step_id
+      WHERE d.state IS DISTINCT FROM 'succeeded'
+  )
+ORDER BY s.id
+LIMIT %(limit)s
+FOR UPDATE OF s SKIP LOCKED;
+
+-- name: workflow_queued
+-- Record the jobs just pushed for ready steps, and mark their workflows running.
+WITH queued AS (
+    UPDATE {prefix}workflow_steps AS s
+    SET job_id = u.job_id, state = 'pending', updated_at = now()
+    FROM unnest(%(ids)s::int[], %(job_ids)s::uuid[]) AS u(id, job_id)
+    WHERE s.id = u.id
+    RETURNING s.workflow_id
+), started AS (
+    UPDATE {prefix}workflows AS w
+    SET state = 'running', updated_at = now()
+    WHERE w.id IN (SELECT workflow_id FROM queued) AND w.state = 'pending'
+    RETURNING w.id
+)
+SELECT (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM started) AS started;
+
+-- name: workflow_cleanup
+-- Delete one batch of finished workflows last changed longer ago than the retention; their
+-- steps go with them (ON DELETE CASCADE). Step jobs are left to the pruner.
+WITH doomed AS (
+    SELECT id FROM {prefix}workflows
+    WHERE state IN ('completed', 'failed')
+      AND updated_at < now() - make_interval(secs => %(retention)s)
+    ORDER BY updated_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM {prefix}workflows AS w USING doomed WHERE w.id = doomed.id RETURNING w.id
+)
+SELECT count(*) AS deleted FROM gone;
