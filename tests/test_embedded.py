@@ -356,3 +356,23 @@ def test_root_refuses_to_widen_a_private_parent(data_dir: Path) -> None:
         embedded.start(private / "pg")
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
     assert not (private / "pg" / "PG_VERSION").exists()
+
+
+def test_the_demo_runs_on_the_embedded_server_and_leaves_none_running(data_dir: Path) -> None:
+    """The README's first command on a machine with no server: no DSN, embedded PostgreSQL."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CHANCY_DSN", "CHANCY_TEST_DSN")}
+    env["CHANCY_EMBEDDED_DIR"] = str(data_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "chancy.demo", "--jobs", "60"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "embedded PostgreSQL" in result.stdout
+    assert "all jobs succeeded" in result.stdout, result.stdout
+    assert str(data_dir) in result.stdout
+    eventually(lambda: not _postgres_processes(data_dir), "the demo's server stopped")
+    assert not (data_dir / "postmaster.pid").exists()
