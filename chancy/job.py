@@ -16,6 +16,7 @@ from chancy.utils import importable_name, is_import_path
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+PARTITION_KEY_MAX = 500
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,6 +138,9 @@ class Job:
     limits: list[Limit] = dataclasses.field(default_factory=list)
     unique_key: str | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Groups jobs for the per-key limits of their queue (``Queue.partition_concurrency``,
+    #: ``Queue.partition_rate_limit``), for example a customer id. None: not limited per key.
+    partition_key: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -185,6 +189,15 @@ class Job:
             object.__setattr__(self, "meta", {})
         elif not isinstance(self.meta, dict):
             raise InvalidJobError(f"meta must be a dict, got {type(self.meta).__name__}")
+        if self.partition_key is not None and (
+            not isinstance(self.partition_key, str)
+            or not 0 < len(self.partition_key) <= PARTITION_KEY_MAX
+        ):
+            raise InvalidJobError(
+                f"partition_key must be a non-empty string of at most {PARTITION_KEY_MAX}"
+                f" characters or None, got {self.partition_key!r}; use a short id such as a"
+                " customer id"
+            )
 
     @classmethod
     def from_func(cls, func: Callable[..., Any], **fields: Any) -> Job:
@@ -215,9 +228,12 @@ class Job:
     def with_meta(self, meta: dict[str, Any]) -> Job:
         return dataclasses.replace(self, meta=meta)
 
+    def with_partition_key(self, partition_key: str | None) -> Job:
+        return dataclasses.replace(self, partition_key=partition_key)
+
     def pack(self) -> dict[str, Any]:
         """A compact dict form, for storing a job inside another record (cron, workflows)."""
-        return {
+        packed: dict[str, Any] = {
             "f": self.func,
             "k": self.kwargs,
             "p": self.priority,
@@ -228,6 +244,9 @@ class Job:
             "q": self.queue,
             "m": self.meta,
         }
+        if self.partition_key is not None:
+            packed["pk"] = self.partition_key
+        return packed
 
     @classmethod
     def unpack(cls, data: Mapping[str, Any]) -> Job:
@@ -244,6 +263,7 @@ class Job:
             unique_key=data.get("u"),
             queue=data.get("q", "default"),
             meta=data.get("m") or {},
+            partition_key=data.get("pk"),
         )
 
 
@@ -288,11 +308,10 @@ class QueuedJob(Job):
     @classmethod
     def unpack(cls, data: Mapping[str, Any]) -> QueuedJob:
         """Build from a row of ``{prefix}jobs`` (a mapping of column name to value)."""
-        state = data["state"]
-        try:
-            state = QueuedJob.State(state)
-        except ValueError:
-            pass  # an unknown state edited in by hand stays a plain string
+        # A dict look-up rather than the enum's constructor: this runs for every claimed job.
+        # An unknown state edited in by hand stays a plain string.
+        state = _STATES.get(data["state"], data["state"])
+        limits = data["limits"]
         return cls(
             id=data["id"],
             func=data["func"],
@@ -301,7 +320,7 @@ class QueuedJob(Job):
             priority=data["priority"],
             max_attempts=data["max_attempts"],
             scheduled_at=data["scheduled_at"],
-            limits=[Limit.deserialize(x) for x in data["limits"] or []],
+            limits=[Limit.deserialize(x) for x in limits] if limits else [],
             unique_key=data["unique_key"],
             meta=data["meta"] if data["meta"] is not None else {},
             claim_id=data.get("claim_id"),
@@ -314,11 +333,27 @@ class QueuedJob(Job):
             errors=data["errors"] or [],
             result=data.get("result"),
             taken_by=data.get("taken_by"),
+            # '' is how a keyless job on a queue with per-key limits is stored (see encode_job).
+            partition_key=data.get("partition_key") or None,
         )
 
 
 _TERMINAL = frozenset({"succeeded", "failed"})
+_STATES: dict[Any, QueuedJob.State] = {s.value: s for s in QueuedJob.State}
 COMPLETED_STATES = frozenset({QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED})
+
+
+def as_job(item: Any, *, action: str = "push") -> Job:
+    """Accept a ``Job`` or a function decorated with ``@job``; anything else is a TypeError."""
+    if isinstance(item, Job):
+        return item
+    attached = getattr(item, "job", None)
+    if isinstance(attached, Job):
+        return attached
+    raise TypeError(
+        f"cannot {action} {item!r}: pass a Job (Job.from_func(f, ...)) or a function"
+        " decorated with @job"
+    )
 
 
 @overload

@@ -24,7 +24,7 @@ import psycopg.errors
 from psycopg.rows import dict_row
 
 from chancy.errors import ConfigurationError
-from chancy.job import Job
+from chancy.job import Job, as_job
 from chancy.plugin import Plugin, PluginScope
 from chancy.plugins.cron.schedule import (
     CronExpression,
@@ -83,15 +83,7 @@ def _explain_missing_table(chancy: Chancy) -> Any:
 
 
 def _as_job(item: Any) -> Job:
-    if isinstance(item, Job):
-        return item
-    attached = getattr(item, "job", None)
-    if isinstance(attached, Job):
-        return attached
-    raise TypeError(
-        f"cannot schedule {item!r}: pass a Job (Job.from_func(f, unique_key=...)) or a function"
-        " decorated with @job"
-    )
+    return as_job(item, action="schedule")
 
 
 class Cron(Plugin):
