@@ -30,7 +30,7 @@ from chancy.errors import (
     MigrationsNeededError,
     PushError,
 )
-from chancy.job import Job, QueuedJob, Reference
+from chancy.job import Job, QueuedJob, Reference, as_job
 from chancy.migrate import Migrator, current_versions
 from chancy.plugin import Plugin
 from chancy.queue import EXECUTORS, Queue
@@ -48,16 +48,7 @@ TERMINAL = frozenset({QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED})
 JobLike = Job | Any  # a Job, or a function decorated with @job
 
 
-def _as_job(item: Any) -> Job:
-    if isinstance(item, Job):
-        return item
-    attached = getattr(item, "job", None)
-    if isinstance(attached, Job):
-        return attached
-    raise TypeError(
-        f"cannot push {item!r}: pass a Job (Job.from_func(f, kwargs=...)) or a function"
-        " decorated with @job"
-    )
+_as_job = as_job
 
 
 def _dsn_from(dsn: str | Mapping[str, Any]) -> str:
@@ -445,6 +436,20 @@ class Chancy:
 
     async def get_all_queues(self) -> list[Queue]:
         return await self._run(self.store.queue_get_all())
+
+    async def get_limit_usage(self, name: str) -> dict[str, Any]:
+        """What a queue's limits use now: running jobs and starts in the current window.
+
+        Returns ``{"running", "started_in_window", "partitions": {key: {"running",
+        "started_in_window"}}}`` for the queue and for each partition key with running jobs or
+        starts in its window; ``started_in_window`` is None without a rate limit. Running jobs
+        of a crashed worker count until they are recovered. Raises KeyError for an unknown
+        queue.
+        """
+        usage = await self._run(self.store.limit_usage(name))
+        if usage is None:
+            raise KeyError(f"no queue named {name!r}; declare it with chancy.declare(Queue(...))")
+        return usage
 
     async def delete_queue(self, name: str, *, purge_jobs: bool = True) -> bool:
         return await self._run(self._delete_queue_plan(name, purge_jobs), transaction=True)

@@ -333,7 +333,7 @@ class QueuedJob(Job):
             errors=data["errors"] or [],
             result=data.get("result"),
             taken_by=data.get("taken_by"),
-            # '' is how a keyless job on a queue with per-key limits is stored (see encode_job).
+            # '' is how a keyless job on a queue with per-key limits is stored (job_insert_many).
             partition_key=data.get("partition_key") or None,
         )
 

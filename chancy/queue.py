@@ -22,7 +22,23 @@ EXECUTORS = {
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Queue:
-    """A named queue and the settings every worker serving it follows."""
+    """A named queue and the settings every worker serving it follows.
+
+    Flow control (every limit is global, across all workers, and enforced when jobs are
+    claimed; all default to None, meaning no limit):
+
+    - ``rate_limit`` jobs may start per ``rate_limit_window`` seconds: no window of that length
+      holds more starts, across the fleet. The starts are kept in a table, so restarting
+      PostgreSQL does not reset a window into a burst.
+    - ``global_concurrency``: at most this many jobs of the queue run at once across the fleet
+      (``concurrency`` stays the per-worker number of slots). A job counts while its row is
+      ``running``: the running jobs of a crashed worker keep counting until Recovery returns
+      them to the queue.
+    - ``partition_concurrency`` and ``partition_rate_limit`` per ``partition_rate_limit_window``
+      seconds apply the same limits to each partition key (``Job.with_partition_key``), so one
+      busy key cannot starve the others: jobs of a key at its limit wait, jobs of other keys
+      still run. Jobs without a key are not limited per key (the queue's limits still apply).
+    """
 
     class State(enum.StrEnum):
         ACTIVE = "active"
@@ -42,6 +58,10 @@ class Queue:
     rate_limit_window: int | None = None
     resume_at: datetime | None = None
     eager_polling: bool = False
+    global_concurrency: int | None = None
+    partition_concurrency: int | None = None
+    partition_rate_limit: int | None = None
+    partition_rate_limit_window: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not QUEUE_NAME.match(self.name):
@@ -94,7 +114,19 @@ class Queue:
                 "rate_limit and rate_limit_window go together: give both (jobs per window of"
                 " seconds) or neither"
             )
-        for name in ("rate_limit", "rate_limit_window"):
+        if (self.partition_rate_limit is None) != (self.partition_rate_limit_window is None):
+            raise ConfigurationError(
+                "partition_rate_limit and partition_rate_limit_window go together: give both"
+                " (jobs per key per window of seconds) or neither"
+            )
+        for name in (
+            "rate_limit",
+            "rate_limit_window",
+            "global_concurrency",
+            "partition_concurrency",
+            "partition_rate_limit",
+            "partition_rate_limit_window",
+        ):
             value = getattr(self, name)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -102,6 +134,20 @@ class Queue:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.executor_options, dict):
             raise ConfigurationError("executor_options must be a dict")
+
+    @property
+    def has_limits(self) -> bool:
+        """True when a global limit applies; only such queues claim under a lock."""
+        return (
+            self.rate_limit is not None
+            or self.global_concurrency is not None
+            or self.has_partition_limits
+        )
+
+    @property
+    def has_partition_limits(self) -> bool:
+        """True when jobs are limited per partition key."""
+        return self.partition_concurrency is not None or self.partition_rate_limit is not None
 
     def pack(self) -> dict[str, Any]:
         return {
@@ -116,6 +162,10 @@ class Queue:
             "rate_limit_window": self.rate_limit_window,
             "resume_at": self.resume_at.isoformat() if self.resume_at else None,
             "eager_polling": self.eager_polling,
+            "global_concurrency": self.global_concurrency,
+            "partition_concurrency": self.partition_concurrency,
+            "partition_rate_limit": self.partition_rate_limit,
+            "partition_rate_limit_window": self.partition_rate_limit_window,
         }
 
     @classmethod
@@ -135,4 +185,8 @@ class Queue:
             rate_limit_window=data.get("rate_limit_window"),
             resume_at=resume_at,
             eager_polling=bool(data.get("eager_polling", False)),
+            global_concurrency=data.get("global_concurrency"),
+            partition_concurrency=data.get("partition_concurrency"),
+            partition_rate_limit=data.get("partition_rate_limit"),
+            partition_rate_limit_window=data.get("partition_rate_limit_window"),
         )

@@ -36,6 +36,7 @@ from chancy.runtime.notifier import CONNECTED
 from chancy.runtime.producer import Producer
 from chancy.runtime.service import supervise
 from chancy.store import run
+from chancy.store.store import Claim
 from chancy.utils import import_string
 
 log = logging.getLogger("chancy.worker")
@@ -93,7 +94,10 @@ class Worker:
             self, interval=heartbeat_poll_interval, timeout=heartbeat_timeout
         )
         self.completer = Completer(
-            self, batch_size=completer_batch_size, interval=completer_interval
+            self,
+            batch_size=completer_batch_size,
+            interval=completer_interval,
+            on_written=self._on_outcomes_written,
         )
         self._producers: dict[str, Producer] = {}
         self._producer_tasks: dict[str, asyncio.Task[None]] = {}
@@ -392,19 +396,46 @@ class Worker:
         return not self._stopping and self.heartbeat.trusted()
 
     async def fetch_jobs(self, queue: Queue, conn: Any, *, up_to: int = 1) -> list[QueuedJob]:
-        """Claim up to ``up_to`` jobs of ``queue`` on ``conn`` (one statement)."""
-        async with conn.cursor(row_factory=dict_row) as cur:
-            return await run(cur, self.chancy.store.job_fetch(queue.name, up_to, self.worker_id))
+        """Claim up to ``up_to`` jobs of ``queue`` on ``conn`` (one statement).
 
-    async def claim(self, queue: Queue, up_to: int) -> list[QueuedJob]:
+        A queue with limits claims within them instead: a short transaction that takes the
+        queue's claim lock first (see limits.sql).
+        """
+        return (await self.fetch_claim(queue, conn, up_to=up_to)).jobs
+
+    async def fetch_claim(self, queue: Queue, conn: Any, *, up_to: int = 1) -> Claim:
+        """Like ``fetch_jobs``, and also what held the rest back on a queue with limits."""
+        store = self.chancy.store
+        if not queue.has_limits:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                return Claim(await run(cur, store.job_fetch(queue.name, up_to, self.worker_id)))
+        # Pipelined: BEGIN, the lock and the claim go in one round trip, COMMIT in another.
+        async with (
+            conn.pipeline(),
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            return await run(cur, store.job_fetch_limited(queue, up_to, self.worker_id))
+
+    async def claim(self, queue: Queue, up_to: int) -> Claim:
         pool = await self.chancy.open()
         async with pool.connection() as conn:
-            jobs = await self.fetch_jobs(queue, conn, up_to=up_to)
+            claim = await self.fetch_claim(queue, conn, up_to=up_to)
+        jobs = claim.jobs
         if jobs:
             self._all_done.clear()
             for job in jobs:
                 self._running[job.id] = job
-        return jobs
+        return claim
+
+    def _on_outcomes_written(self, batch: list[Outcome]) -> None:
+        self._wake_due_again(batch)
+        # Producers held by a concurrency limit wait for the database to show a job ended.
+        held = [p for p in self._producers.values() if p.held]
+        if held:
+            ids = [o.job.id for o in batch]
+            for producer in held:
+                producer.jobs_finished(ids)
 
     async def queue_update(self, update: Outcome | QueuedJob) -> None:
         """Take a job's outcome from an executor: buffer it for the completer."""
@@ -419,6 +450,30 @@ class Worker:
             producer.slot_freed()
         if self._retiring:
             self.hub.emit("worker.job.done", {"queue": job.queue})
+
+    def _wake_due_again(self, batch: list[Outcome]) -> None:
+        """Jobs written back as retrying or snoozed are due again: wake their producers then.
+
+        Without this a retry with no delay would wait for the queue's next poll.
+        """
+        soonest: dict[str, float] = {}
+        for outcome in batch:
+            if outcome.job.state in (QueuedJob.State.RETRYING, QueuedJob.State.PENDING):
+                delay = outcome.delay or 0.0
+                queue = outcome.job.queue
+                soonest[queue] = min(delay, soonest.get(queue, delay))
+        if not soonest:
+            return
+        loop = asyncio.get_running_loop()
+        for queue, delay in soonest.items():
+            producer = self._producers.get(queue)
+            if producer is None or delay >= producer.queue.polling_interval:
+                continue  # the poll comes first anyway
+            if delay <= 0:
+                producer.wake()
+            else:
+                # A little after the delay: the database decides with its own clock.
+                loop.call_later(delay + 0.01, producer.wake)
 
     # -- queues -------------------------------------------------------------------------
 

@@ -315,12 +315,17 @@ def _executor_class(path: str | None) -> type[ProcessExecutor]:
 
 
 def _watch_parent(parent_pid: int) -> None:
-    """Exit when the worker is gone, even while a job is stuck, so no child is orphaned."""
+    """Exit when the worker is gone, even while a job is stuck, so no child is orphaned.
+
+    The process to watch is this child's parent at start: the worker itself under "spawn",
+    the forkserver (which exits with the worker) under "forkserver".
+    """
+    watched = os.getppid()
 
     def watch() -> None:
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent_pid:
+            if os.getppid() != watched:
                 os._exit(1)
 
     threading.Thread(target=watch, name="chancy-parent-watch", daemon=True).start()

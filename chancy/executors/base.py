@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import inspect
 import logging
+import operator
 import sys
 import traceback
 from collections.abc import Callable
@@ -237,8 +238,19 @@ class Executor(abc.ABC):
 
     # -- outcomes ---------------------------------------------------------------------
 
+    def _hooks(self, hook: str) -> list[Any]:
+        """The plugins that implement ``hook``, looked up again only when the plugins change."""
+        plugins = tuple(self.worker.chancy.plugins.values())
+        cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = self.__dict__.setdefault(
+            "_hook_cache", {}
+        )
+        cached = cache.get(hook)
+        if cached is None or cached[0] != plugins:
+            cached = cache[hook] = (plugins, plugins_with(plugins, hook))
+        return cached[1]
+
     async def on_job_starting(self, job: QueuedJob) -> QueuedJob:
-        for plugin in plugins_with(self.worker.chancy.plugins.values(), "on_job_starting"):
+        for plugin in self._hooks("on_job_starting"):
             try:
                 job = await plugin.on_job_starting(job=job, worker=self.worker)
             except NotImplementedError:
@@ -262,7 +274,7 @@ class Executor(abc.ABC):
             log.debug("job %s (%s) failed", job.id, job.func, exc_info=exc)
         new_job = outcome.job
         delayed: float | None = None
-        for plugin in plugins_with(self.worker.chancy.plugins.values(), "on_job_completed"):
+        for plugin in self._hooks("on_job_completed"):
             try:
                 changed = await plugin.on_job_completed(
                     job=new_job, worker=self.worker, exc=exc, result=result
@@ -284,6 +296,24 @@ class Executor(abc.ABC):
         await self.worker.queue_update(outcome)
 
 
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(QueuedJob))
+_job_values = operator.attrgetter(*_JOB_FIELDS)
+
+
+def evolve(job: QueuedJob, **changes: Any) -> QueuedJob:
+    """``dataclasses.replace`` for a QueuedJob, without its introspection on every call.
+
+    Every outcome makes one new job, so this is on the hot path. Subclasses (which may
+    validate in ``__post_init__``) go through ``dataclasses.replace``.
+    """
+    if type(job) is not QueuedJob:
+        return dataclasses.replace(job, **changes)
+    new = object.__new__(QueuedJob)
+    for name, value in zip(_JOB_FIELDS, _job_values(job), strict=True):
+        object.__setattr__(new, name, changes[name] if name in changes else value)
+    return new
+
+
 def build_outcome(
     job: QueuedJob,
     exc: BaseException | None,
@@ -295,9 +325,7 @@ def build_outcome(
     if isinstance(exc, Snooze):
         meta = dict(job.meta)
         meta["snoozed"] = int(meta.get("snoozed", 0)) + 1
-        return Outcome(
-            dataclasses.replace(job, state=QueuedJob.State.PENDING, meta=meta), delay=exc.delay
-        )
+        return Outcome(evolve(job, state=QueuedJob.State.PENDING, meta=meta), delay=exc.delay)
     attempts = job.attempts + 1
     if exc is None:
         result_json, reason = encode_result(result, max_result_size)
@@ -305,18 +333,14 @@ def build_outcome(
         if reason is not None:
             meta = {**meta, "result_error": reason}
         return Outcome(
-            dataclasses.replace(
-                job, state=QueuedJob.State.SUCCEEDED, attempts=attempts, meta=meta, result=None
-            ),
+            evolve(job, state=QueuedJob.State.SUCCEEDED, attempts=attempts, meta=meta, result=None),
             result_json=result_json,
         )
     errors = [*job.errors, {"attempt": job.attempts, "traceback": format_exception(exc)}]
     failed = attempts >= job.max_attempts
     state = QueuedJob.State.FAILED if failed else QueuedJob.State.RETRYING
     delay = exc.delay if isinstance(exc, Retry) and not failed else None
-    return Outcome(
-        dataclasses.replace(job, state=state, attempts=attempts, errors=errors), delay=delay
-    )
+    return Outcome(evolve(job, state=state, attempts=attempts, errors=errors), delay=delay)
 
 
 class ConcurrentExecutor(Executor, abc.ABC):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -42,11 +43,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chancy.executor.process")
 
-_READ_SIZE = 1 << 18
+# Below glibc's mmap threshold (128 KiB): a larger recv() buffer is mapped and unmapped on
+# every read, which costs more than the read itself. Bigger replies arrive in several reads.
+_READ_SIZE = 1 << 16
 _FRAME = _child.FRAME
 _HEAD = _child.FRAME.size
 _MAX_REMEMBERED_FUNCS = 2048
 _EXIT_WAIT = 5.0
+#: Jobs are claimed ahead of free children only to cover this much of their run time, so a
+#: queue of long jobs is never held back from other workers.
+_PREFETCH_WINDOW = 0.05
 
 
 class _Child:
@@ -62,6 +68,7 @@ class _Child:
         "outbuf",
         "process",
         "ready",
+        "sent_at",
         "sock",
         "successor",
         "time_limit",
@@ -76,6 +83,7 @@ class _Child:
         self.time_limit: float | None = None
         self.memory_limit: int | None = None
         self.deadline: asyncio.TimerHandle | None = None
+        self.sent_at = 0.0
         self.jobs_done = 0
         #: The child that takes this one's place when it retires, started ahead of time.
         self.successor: _Child | None = None
@@ -90,10 +98,17 @@ class ProcessExecutor(ConcurrentExecutor):
 
     - ``maximum_jobs_per_worker`` (1000): a child is replaced after running this many jobs,
       which bounds the damage of leaks in job code.
-    - ``mp_context`` ("spawn"): the multiprocessing start method, "spawn" or "forkserver".
+    - ``mp_context`` ("forkserver" where the platform has it, else "spawn"): the
+      multiprocessing start method. A forkserver child starts in milliseconds (forked from a
+      clean server process that imported the child's code once); a spawned one boots a new
+      interpreter (about 0.2 s of CPU), which adds up when children are recycled often.
       "fork" is refused: forking a running worker (threads, event loop, open connections)
       is unsafe.
     - ``time_limit`` (None): seconds a job may run when it has no TIME limit of its own.
+    - ``prefetch`` (64): at most this many jobs per child are claimed ahead and wait in the
+      worker for a free child, so short jobs do not wait for a database round trip each. Only
+      as many as cover about 50 ms of the measured run time are taken (none until a run time
+      is known), so queues of long jobs are not held back from other workers.
 
     Children start when first needed and are reused. They do not import the worker's
     ``__main__`` module (job functions must live in importable modules anyway), so a worker
@@ -110,10 +125,17 @@ class ProcessExecutor(ConcurrentExecutor):
         queue: Queue,
         *,
         maximum_jobs_per_worker: int = 1000,
-        mp_context: str = "spawn",
+        mp_context: str | None = None,
+        prefetch: int = 64,
         **options: Any,
     ) -> None:
         super().__init__(worker, queue, **options)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ConfigurationError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        self.prefetch = prefetch
+        # Claimed jobs waiting for a free child, and the smoothed run time of a job (seconds).
+        self._waiting: collections.deque[QueuedJob] = collections.deque()
+        self._runtime: float | None = None
         if (
             isinstance(maximum_jobs_per_worker, bool)
             or not isinstance(maximum_jobs_per_worker, int)
@@ -123,9 +145,11 @@ class ProcessExecutor(ConcurrentExecutor):
                 f"maximum_jobs_per_worker must be a positive integer, got"
                 f" {maximum_jobs_per_worker!r}"
             )
+        if mp_context is None:
+            mp_context = _default_start_method()
         if mp_context not in ("spawn", "forkserver"):
             raise ConfigurationError(
-                f"mp_context {mp_context!r} is not supported; use 'spawn' (the default) or"
+                f"mp_context {mp_context!r} is not supported; use 'spawn' or"
                 " 'forkserver' ('fork' is unsafe in a running worker)"
             )
         try:
@@ -176,6 +200,21 @@ class ProcessExecutor(ConcurrentExecutor):
     def get_default_concurrency(self) -> int:
         return _cpu_count()
 
+    @property
+    def free_slots(self) -> int:
+        """Room for more claimed jobs: free children plus the prefetch allowance.
+
+        Reported in steps of a quarter of the capacity, so a backlog is claimed in batches
+        rather than one job per freed child.
+        """
+        capacity = self.concurrency
+        runtime = self._runtime
+        if not self.prefetch or runtime is None or runtime >= _PREFETCH_WINDOW:
+            return max(0, capacity - len(self.jobs))
+        capacity += min(self.prefetch, int(_PREFETCH_WINDOW / max(runtime, 1e-6))) * capacity
+        free = capacity - len(self.jobs)
+        return free if free >= capacity // 4 else 0
+
     @staticmethod
     def on_initialize_worker() -> None:
         """Called once in each child before it runs jobs; override to prepare children.
@@ -188,12 +227,30 @@ class ProcessExecutor(ConcurrentExecutor):
     async def submit_to_pool(self, job: QueuedJob) -> None:
         if self._stopped:
             raise RuntimeError("this ProcessExecutor was stopped; it cannot run more jobs")
+        if not self._idle and len(self._busy) >= self.concurrency:
+            # Claimed ahead: it starts as soon as a child is free.
+            self.jobs[job.id] = job
+            self._waiting.append(job)
+            return
+        self._start(job)
+
+    def _feed(self) -> None:
+        """Start waiting jobs on free children."""
+        while (
+            self._waiting
+            and not self._stopped
+            and (self._idle or len(self._busy) < self.concurrency)
+        ):
+            self._start(self._waiting.popleft())
+
+    def _start(self, job: QueuedJob) -> None:
         child = self._idle.pop() if self._idle else None
         if child is None:
             try:
                 child = self._spawn()
             except Exception as exc:
                 log.exception("could not start a process for job %s", job.id)
+                self.jobs.pop(job.id, None)
                 self._reporter.report(
                     job, JobFailedError(f"could not start a process to run the job: {exc}")
                 )
@@ -209,6 +266,7 @@ class ProcessExecutor(ConcurrentExecutor):
         child.time_limit = self.time_limit_for(job)
         child.memory_limit = self.memory_limit_for(job)
         full = self._needs_job.get(job.func, True)
+        child.sent_at = asyncio.get_running_loop().time()
         self._send(child, _child.job_message(job, child.memory_limit, full=full))
         if child.ready and child.time_limit is not None:
             self._arm_deadline(child)
@@ -217,12 +275,20 @@ class ProcessExecutor(ConcurrentExecutor):
         child = self._busy.get(ref.identifier)
         if child is not None:
             self._abandon(child, JobFailedError("the job was cancelled while running"))
+            return
+        for job in self._waiting:
+            if job.id == ref.identifier:
+                self._waiting.remove(job)
+                self.jobs.pop(job.id, None)
+                self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
+                return
 
     async def stop(self) -> None:
         """Kill every child (running jobs are abandoned) and wait briefly for them to exit."""
         self._stopped = True
         self._idle.clear()
         self._busy.clear()
+        self._waiting.clear()
         self.jobs.clear()
         for child in list(self._children):
             child.job = None
@@ -334,6 +400,7 @@ class ProcessExecutor(ConcurrentExecutor):
             self.jobs.pop(job.id, None)
             self._busy.pop(job.id, None)
             self._reporter.report(job, exc)
+        self._feed()
 
     def _arm_deadline(self, child: _Child) -> None:
         assert child.time_limit is not None
@@ -445,11 +512,16 @@ class ProcessExecutor(ConcurrentExecutor):
             if len(self._needs_job) >= _MAX_REMEMBERED_FUNCS:
                 self._needs_job.clear()
             self._needs_job[job.func] = used_job
+        if child.jobs_done:  # a child's first job also waited for it to boot
+            elapsed = asyncio.get_running_loop().time() - child.sent_at
+            runtime = self._runtime
+            self._runtime = elapsed if runtime is None else 0.8 * runtime + 0.2 * elapsed
         child.jobs_done += 1
         if child.jobs_done < self.maximum_jobs_per_worker:
             self._idle.append(child)
         else:
             self._discard(child, kill=False)  # its successor, started earlier, becomes idle
+        self._feed()
         if meta is not None:
             job = dataclasses.replace(job, meta=meta)
         self._reporter.report(job, exc, result)
@@ -462,6 +534,7 @@ class ProcessExecutor(ConcurrentExecutor):
             self.jobs.pop(job.id, None)
             self._busy.pop(job.id, None)
         self._discard(child, kill=False, job=job)
+        self._feed()
 
     def _kill_all_now(self) -> None:
         """Kill every child at once (interpreter exit, no event loop)."""
@@ -470,6 +543,13 @@ class ProcessExecutor(ConcurrentExecutor):
 
 
 # -- module helpers ---------------------------------------------------------------------
+
+
+def _default_start_method() -> str:
+    """The start method to use by default: forkserver where it exists, else spawn (never fork)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return "spawn"
 
 
 def _cpu_count() -> int:

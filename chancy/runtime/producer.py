@@ -5,6 +5,14 @@ freed slot while work is waiting (its last claim came back full, or a push arriv
 had no room). With a backlog it claims again once a quarter of its slots are free (one slot
 with ``eager_polling``), so a backlog drains at full speed with default settings instead of
 one batch per polling interval.
+
+A queue with limits (``Queue.has_limits``) claims under them (see limits.sql). When a claim
+comes back held by the limits rather than by this worker's free slots, the producer does not
+spin: it waits for what can make room, as the database reported it. A rate limit gives the
+time until its oldest start leaves the window; a concurrency limit gives the running jobs
+whose end frees a slot, and the producer wakes when one of them is written as finished, here
+(the completer's write) or on another worker (``job.finished``). While the queue's own limits
+are used up, pushes do not wake it. The polling interval still bounds every wait.
 """
 
 from __future__ import annotations
@@ -12,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from chancy.executors.base import Executor
 from chancy.queue import Queue
+from chancy.runtime.notifier import CONNECTED
 
 if TYPE_CHECKING:
+    from chancy.hub import Event
+    from chancy.store.store import Claim
     from chancy.worker import Worker
 
 log = logging.getLogger("chancy.producer")
@@ -28,12 +40,31 @@ class Producer:
 
     def __init__(self, worker: Worker, queue: Queue, executor: Executor) -> None:
         self.worker = worker
-        self.queue = queue
+        self._queue = queue
         self.executor = executor
         self._wake = asyncio.Event()
         self._backlog = True  # assume work is waiting until a claim says otherwise
         self._draining = False
         self.claimed = 0
+        #: The last claim, when the queue's limits held waiting work back.
+        self._held: Claim | None = None
+        #: Ids of jobs seen finishing while a claim was in flight (None: not collecting).
+        self._finished_during_claim: set[str] | None = None
+
+    @property
+    def queue(self) -> Queue:
+        return self._queue
+
+    @queue.setter
+    def queue(self, queue: Queue) -> None:
+        # New settings (limits may have changed): whatever held the last claim back is stale.
+        self._queue = queue
+        self._held = None
+
+    @property
+    def held(self) -> bool:
+        """True while the queue's limits hold waiting work back."""
+        return self._held is not None
 
     @property
     def threshold(self) -> int:
@@ -44,10 +75,28 @@ class Producer:
     def wake(self) -> None:
         """Something was pushed (or changed): claim at the next chance."""
         self._backlog = True
+        held = self._held
+        if held is not None and held.full:
+            return  # the queue's own limits are used up: a new job cannot start sooner
         self._wake.set()
 
     def slot_freed(self) -> None:
+        if self._held is not None:
+            return  # the limits, not this worker's slots, decide; see jobs_finished
         if self._backlog and self.executor.free_slots >= self.threshold:
+            self._wake.set()
+
+    def jobs_finished(self, ids: Iterable[Any]) -> None:
+        """Jobs were written as finished (here or elsewhere): claim if that frees room."""
+        collecting = self._finished_during_claim
+        if collecting is not None:
+            collecting.update(str(i) for i in ids)
+            return
+        held = self._held
+        if held is None:
+            return
+        wake_ids = held.wake_ids
+        if wake_ids is None or any(str(i) in wake_ids for i in ids):
             self._wake.set()
 
     def drain(self) -> None:
@@ -55,7 +104,27 @@ class Producer:
         self._draining = True
         self._wake.set()
 
+    def _on_job_finished(self, event: Event) -> None:
+        ids = event.body.get("ids")
+        if isinstance(ids, list):
+            self.jobs_finished(ids)
+
+    def _on_connected(self, event: Event) -> None:
+        # Job ends may have been missed while the connection was down.
+        self._held = None
+        self._wake.set()
+
     async def run(self) -> None:
+        hub = self.worker.hub
+        hub.on("job.finished", self._on_job_finished)
+        hub.on(CONNECTED, self._on_connected)
+        try:
+            await self._run()
+        finally:
+            hub.remove("job.finished", self._on_job_finished)
+            hub.remove(CONNECTED, self._on_connected)
+
+    async def _run(self) -> None:
         worker = self.worker
         while not self._draining:
             free = self.executor.free_slots
@@ -63,20 +132,49 @@ class Producer:
                 self.queue.state == Queue.State.ACTIVE
                 and worker.can_claim()
                 and free > 0
-                and (free >= self.threshold or not self._backlog or self._wake.is_set())
+                and (
+                    free >= self.threshold
+                    or not self._backlog
+                    or self._wake.is_set()
+                    or self._held is not None
+                )
             )
             self._wake.clear()
+            timeout: float = self.queue.polling_interval
             if claimable:
-                jobs = await worker.claim(self.queue, free)
+                claim = await self._claim(free)
+                jobs = claim.jobs
                 self.claimed += len(jobs)
-                self._backlog = len(jobs) >= free
+                self._backlog = len(jobs) >= free or claim.held
                 for job in jobs:
                     await self.executor.push(job)
-                if self._backlog:
+                if self._held is not None:
+                    if claim.more and jobs:
+                        continue  # room is left and a key had more to offer: claim again
+                    if claim.retry_in is not None:
+                        timeout = min(timeout, claim.retry_in)
+                elif self._backlog:
                     worker.hub.emit("worker.queue.full", {"queue": self.queue.name})
                     if self.executor.free_slots >= self.threshold:
                         continue  # room again already (fast jobs): claim at once
             if self._draining:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.queue.polling_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _claim(self, free: int) -> Claim:
+        """Claim up to ``free`` jobs; remember what held the rest back, if the limits did."""
+        if not self.queue.has_limits:
+            self._held = None
+            return await self.worker.claim(self.queue, free)
+        self._finished_during_claim = set()
+        try:
+            claim = await self.worker.claim(self.queue, free)
+        finally:
+            seen, self._finished_during_claim = self._finished_during_claim, None
+        held = claim.held and len(claim.jobs) < free
+        self._held = claim if held else None
+        if held and seen and (claim.wake_ids is None or not seen.isdisjoint(claim.wake_ids)):
+            # One of the jobs the claim saw running finished while it was in flight.
+            self._wake.set()
+        return claim

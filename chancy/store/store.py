@@ -23,6 +23,16 @@ from chancy.utils import chancy_uuid, json_dumps
 #: Batches at least this large, without unique keys, are written with COPY.
 COPY_THRESHOLD = 2000
 
+#: Seconds added to every rate-limit window at claim time: a job starts a few ms after its
+#: claim commits, and this keeps the starts themselves, not only the claims, within the limit.
+LIMIT_START_MARGIN = 0.05
+#: A limited claim lists at most this many running jobs whose end would free room; beyond
+#: that, the producer wakes on the end of any job.
+LIMIT_MAX_WAKE_IDS = 1000
+#: How far from the front of a queue with per-key limits a keyless job stored without the
+#: key '' is looked for (see job_fetch_keyed).
+LIMIT_FRONT = 50
+
 _EMPTY_OBJ = "{}"
 _EMPTY_LIST = "[]"
 
@@ -41,6 +51,7 @@ class EncodedJob:
     max_attempts: int
     scheduled_at: datetime | None
     unique_key: str | None
+    partition_key: str | None = None
 
 
 def encode_job(job: Job, index: int | None = None) -> EncodedJob:
@@ -71,6 +82,64 @@ def encode_job(job: Job, index: int | None = None) -> EncodedJob:
         job.max_attempts,
         scheduled,
         job.unique_key,
+        job.partition_key,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """The jobs one claim took and, for a queue with limits, what held the rest back."""
+
+    jobs: list[QueuedJob]
+    #: Waiting work was held back by the queue's limits, not by the worker's free slots.
+    held: bool = False
+    #: The queue's own limits are used up: a new push cannot start sooner.
+    full: bool = False
+    #: Seconds until a rate limit that holds work back has room again (database time).
+    retry_in: float | None = None
+    #: Room is left, and a partition key offered only its fair share of this claim: claim
+    #: again at once.
+    more: bool = False
+    #: Ids (as strings) of running jobs whose end frees room under a concurrency limit; None
+    #: when there were too many to list (any job's end may free room).
+    wake_ids: frozenset[str] | None = frozenset()
+
+
+def _decode_limited_claim(rows: list[dict[str, Any]]) -> Claim:
+    if not rows:
+        return Claim([])  # the queue no longer exists
+    jobs = [QueuedJob.unpack(row) for row in rows if row["id"] is not None]
+    jobs.sort(key=lambda j: (-j.priority, j.id))
+    status = rows[0]
+    retry_ms = status["limit_retry_ms"]
+    # The id list comes on one row only (limits.sql).
+    wake = next((r["limit_wake_ids"] for r in rows if r["limit_wake_ids"] is not None), None)
+    return Claim(
+        jobs,
+        held=bool(status["limit_held"]),
+        full=bool(status["limit_full"]),
+        more=bool(status["limit_more"]),
+        retry_in=None if retry_ms is None else max(0.0, retry_ms / 1000),
+        wake_ids=(None if status["limit_wake_any"] else frozenset(str(i) for i in wake or ())),
+    )
+
+
+def _array_literal(values: Sequence[Any]) -> str:
+    """A PostgreSQL array literal of values whose text needs no quoting (ids, numbers, words)."""
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
+
+
+def _text_array_literal(values: Sequence[str | None]) -> str:
+    """A PostgreSQL array literal of arbitrary strings (JSON texts), each quoted."""
+    return (
+        "{"
+        + ",".join(
+            [
+                "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for v in values
+            ]
+        )
+        + "}"
     )
 
 
@@ -124,8 +193,14 @@ class Store:
             rows.append(row)
 
         if not first_by_key and len(rows) >= copy_threshold:
-            now_row = yield Spec(self.q["job_now"], fetch="one")
-            now = now_row["now"]
+            prepared = yield Spec(
+                self.q["job_copy_prepare"],
+                {"queues": sorted({r.queue for r in rows})},
+                fetch="one",
+            )
+            now = prepared["now"]
+            # Keyless jobs of queues with per-key limits get the key '' (see job_insert_many).
+            keyed = set(prepared["keyed_queues"])
             yield Spec(
                 self.q["job_copy"],
                 fetch="copy",
@@ -140,6 +215,9 @@ class Store:
                         r.priority,
                         r.max_attempts,
                         r.scheduled_at or now,
+                        r.partition_key
+                        if r.partition_key is not None or r.queue not in keyed
+                        else "",
                     )
                     for r in rows
                 ),
@@ -184,16 +262,20 @@ class Store:
         return Spec(
             self.q["job_insert_many"],
             {
-                "ids": [r.id for r in rows],
-                "queues": [r.queue for r in rows],
-                "funcs": [r.func for r in rows],
-                "kwargs": [r.kwargs for r in rows],
-                "limits": [r.limits for r in rows],
-                "metas": [r.meta for r in rows],
-                "priorities": [r.priority for r in rows],
-                "max_attempts": [r.max_attempts for r in rows],
-                "scheduled_ats": [r.scheduled_at for r in rows],
-                "unique_keys": [r.unique_key for r in rows],
+                # Array literals, not lists: see job_complete_many.
+                "ids": _array_literal([r.id for r in rows]),
+                "queues": _text_array_literal([r.queue for r in rows]),
+                "funcs": _text_array_literal([r.func for r in rows]),
+                "kwargs": _text_array_literal([r.kwargs for r in rows]),
+                "limits": _text_array_literal([r.limits for r in rows]),
+                "metas": _text_array_literal([r.meta for r in rows]),
+                "priorities": _array_literal([r.priority for r in rows]),
+                "max_attempts": _array_literal([r.max_attempts for r in rows]),
+                "scheduled_ats": _text_array_literal(
+                    [None if r.scheduled_at is None else r.scheduled_at.isoformat() for r in rows]
+                ),
+                "unique_keys": _text_array_literal([r.unique_key for r in rows]),
+                "partition_keys": _text_array_literal([r.partition_key for r in rows]),
                 "notify": notify,
             },
             fetch="one",
@@ -240,6 +322,48 @@ class Store:
             decode,
         )
 
+    def job_fetch_limited(self, queue: Queue, limit: int, worker_id: str) -> Plan[Claim]:
+        """Claim up to ``limit`` jobs within the queue's limits; run it in a transaction.
+
+        Two statements: the queue's claim lock, then the claim (see limits.sql). Only queues
+        with a limit (``Queue.has_limits``) claim this way.
+        """
+        yield Spec(self.q["limit_lock"], {"queue": queue.name})
+        name = "job_fetch_keyed" if queue.has_partition_limits else "job_fetch_limited"
+        params: dict[str, Any] = {
+            "queue": queue.name,
+            "limit": limit,
+            "worker_id": worker_id,
+            "margin": LIMIT_START_MARGIN,
+            "max_wake": LIMIT_MAX_WAKE_IDS,
+        }
+        if queue.has_partition_limits:
+            params["front"] = LIMIT_FRONT
+        rows = yield Spec(self.q[name], params, "all")
+        return _decode_limited_claim(rows)
+
+    def limit_usage(self, queue: str) -> Spec[dict[str, Any] | None]:
+        """Running jobs and starts in the current window, for the queue and each key."""
+
+        def decode(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+            whole = next((r for r in rows if r["whole_queue"]), None)
+            if whole is None:
+                return None
+            return {
+                "running": whole["running"],
+                "started_in_window": whole["started"],
+                "partitions": {
+                    r["partition_key"]: {
+                        "running": r["running"],
+                        "started_in_window": r["started"],
+                    }
+                    for r in rows
+                    if not r["whole_queue"]
+                },
+            }
+
+        return Spec(self.q["limit_usage"], {"queue": queue}, "all", decode)
+
     def job_complete_many(
         self, outcomes: Sequence[Outcome], *, notify: bool
     ) -> Spec[list[uuid.UUID]]:
@@ -263,17 +387,19 @@ class Store:
             metas.append(json_dumps(job.meta) if job.meta else None)
             results.append(o.result_json)
             delays.append(o.delay)
+        # Each array goes as one array literal: psycopg would otherwise dump every element
+        # in Python, which costs more than the rest of the write for a large batch.
         return Spec(
             self.q["job_complete_many"],
             {
-                "ids": ids,
-                "claim_ids": claims,
-                "states": states,
-                "attempts": attempts,
-                "errors": errors,
-                "metas": metas,
-                "results": results,
-                "delays": delays,
+                "ids": _array_literal(ids),
+                "claim_ids": _array_literal(claims),
+                "states": _array_literal(states),
+                "attempts": _array_literal(attempts),
+                "errors": _text_array_literal(errors),
+                "metas": _text_array_literal(metas),
+                "results": _text_array_literal(results),
+                "delays": _array_literal(delays),
                 "notify": notify,
             },
             "one",
@@ -342,6 +468,10 @@ class Store:
             "rate_limit_window": queue.rate_limit_window,
             "resume_at": queue.resume_at,
             "eager_polling": queue.eager_polling,
+            "global_concurrency": queue.global_concurrency,
+            "partition_concurrency": queue.partition_concurrency,
+            "partition_rate_limit": queue.partition_rate_limit,
+            "partition_rate_limit_window": queue.partition_rate_limit_window,
         }
 
     def queue_declare(self, queue: Queue, *, upsert: bool) -> Spec[Queue]:
@@ -432,4 +562,8 @@ def queue_from_row(row: dict[str, Any]) -> Queue:
         rate_limit_window=row["rate_limit_window"],
         resume_at=row["resume_at"],
         eager_polling=row["eager_polling"],
+        global_concurrency=row.get("global_concurrency"),
+        partition_concurrency=row.get("partition_concurrency"),
+        partition_rate_limit=row.get("partition_rate_limit"),
+        partition_rate_limit_window=row.get("partition_rate_limit_window"),
     )

@@ -2,17 +2,25 @@
 -- Insert a batch (arrays of equal length, rows sorted by unique key so concurrent pushers lock
 -- keys in one order), skip live unique keys, and wake each queue that got a job, in one
 -- statement. The NOTIFY is delivered only if the surrounding transaction commits.
+-- A job without a partition key pushed to a queue with per-key limits is stored with the key
+-- '' (read back as None), so that the claim finds it through the keyed index; elsewhere it
+-- stays NULL and stays out of that index.
 WITH ins AS (
     INSERT INTO {prefix}jobs AS j
-        (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at, unique_key)
+        (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at, unique_key,
+         partition_key)
     SELECT u.id, u.queue, u.func, u.kwargs, u.limits, u.meta, u.priority, u.max_attempts,
-           coalesce(u.scheduled_at, now()), u.unique_key
+           coalesce(u.scheduled_at, now()), u.unique_key,
+           coalesce(u.partition_key, CASE WHEN kq.name IS NOT NULL THEN '' END)
     FROM unnest(
         %(ids)s::uuid[], %(queues)s::text[], %(funcs)s::text[], %(kwargs)s::jsonb[],
         %(limits)s::jsonb[], %(metas)s::jsonb[], %(priorities)s::int[], %(max_attempts)s::int[],
-        %(scheduled_ats)s::timestamptz[], %(unique_keys)s::text[]
+        %(scheduled_ats)s::timestamptz[], %(unique_keys)s::text[], %(partition_keys)s::text[]
     ) WITH ORDINALITY AS u(id, queue, func, kwargs, limits, meta, priority, max_attempts,
-                          scheduled_at, unique_key, ord)
+                          scheduled_at, unique_key, partition_key, ord)
+    LEFT JOIN {prefix}queues AS kq
+        ON kq.name = u.queue
+       AND (kq.partition_concurrency IS NOT NULL OR kq.partition_rate_limit IS NOT NULL)
     ORDER BY u.ord
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND state IN ('pending', 'retrying', 'running')
@@ -26,8 +34,18 @@ WITH ins AS (
 SELECT array_agg(ins.id) AS ids, (SELECT count(*) FROM woken) AS notified FROM ins;
 
 -- name: job_copy
-COPY {prefix}jobs (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at)
+COPY {prefix}jobs (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at,
+    partition_key)
 FROM STDIN;
+
+-- name: job_copy_prepare
+-- What a COPY batch needs to know first: database time for jobs without a scheduled_at, and
+-- which of its queues have per-key limits (their keyless jobs are stored with the key '').
+SELECT now() AS now,
+       coalesce(array_agg(q.name), '{}') AS keyed_queues
+FROM {prefix}queues AS q
+WHERE q.name = ANY(%(queues)s::text[])
+  AND (q.partition_concurrency IS NOT NULL OR q.partition_rate_limit IS NOT NULL);
 
 -- name: job_now
 SELECT now() AS now;
@@ -51,13 +69,17 @@ SELECT id, state FROM {prefix}jobs WHERE id = ANY(%(ids)s::uuid[]);
 -- name: job_fetch
 -- Claim up to %(limit)s waiting jobs of one queue, highest priority first and oldest first
 -- within a priority, skipping rows other claimers hold. Each claimed row gets a fresh
--- claim_id: every later write about the job must carry it (fencing).
+-- claim_id: every later write about the job must carry it (fencing). A paused queue yields
+-- nothing, whatever the worker believes: a pause is effective when pause_queue() returns.
 WITH picked AS (
     SELECT id FROM {prefix}jobs
     WHERE queue = %(queue)s
       AND state IN ('pending', 'retrying')
       AND scheduled_at <= now()
       AND attempts < max_attempts
+      AND NOT EXISTS (
+          SELECT 1 FROM {prefix}queues AS q WHERE q.name = %(queue)s AND q.state = 'paused'
+      )
     ORDER BY priority DESC, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

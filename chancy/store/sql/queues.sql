@@ -1,24 +1,45 @@
 -- name: queue_declare
--- Insert a queue unless it exists; return the stored row either way.
+-- Insert a queue unless it exists; return the stored row either way. A new queue with per-key
+-- limits gives the keyless jobs already waiting in it the key '' (see job_insert_many).
 WITH ins AS (
     INSERT INTO {prefix}queues (name, state, concurrency, tags, executor, executor_options,
-        polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling)
+        polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling,
+        global_concurrency, partition_concurrency, partition_rate_limit,
+        partition_rate_limit_window)
     VALUES (%(name)s, %(state)s, %(concurrency)s, %(tags)s, %(executor)s, %(executor_options)s,
         %(polling_interval)s, %(rate_limit)s, %(rate_limit_window)s, %(resume_at)s,
-        %(eager_polling)s)
+        %(eager_polling)s, %(global_concurrency)s, %(partition_concurrency)s,
+        %(partition_rate_limit)s, %(partition_rate_limit_window)s)
     ON CONFLICT (name) DO NOTHING
     RETURNING *
+), keyed AS (
+    UPDATE {prefix}jobs SET partition_key = ''
+    WHERE queue = %(name)s AND state IN ('pending', 'retrying') AND partition_key IS NULL
+      AND EXISTS (
+          SELECT 1 FROM ins
+          WHERE ins.partition_concurrency IS NOT NULL OR ins.partition_rate_limit IS NOT NULL
+      )
 )
 SELECT * FROM ins
 UNION ALL
 SELECT * FROM {prefix}queues WHERE name = %(name)s AND NOT EXISTS (SELECT 1 FROM ins);
 
 -- name: queue_upsert
+-- Insert or overwrite a queue. With per-key limits, keyless jobs already waiting in it get the
+-- key '' (see job_insert_many).
+WITH keyed AS (
+    UPDATE {prefix}jobs SET partition_key = ''
+    WHERE queue = %(name)s AND state IN ('pending', 'retrying') AND partition_key IS NULL
+      AND (%(partition_concurrency)s::integer IS NOT NULL
+           OR %(partition_rate_limit)s::integer IS NOT NULL)
+)
 INSERT INTO {prefix}queues (name, state, concurrency, tags, executor, executor_options,
-    polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling)
+    polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling,
+    global_concurrency, partition_concurrency, partition_rate_limit, partition_rate_limit_window)
 VALUES (%(name)s, %(state)s, %(concurrency)s, %(tags)s, %(executor)s, %(executor_options)s,
     %(polling_interval)s, %(rate_limit)s, %(rate_limit_window)s, %(resume_at)s,
-    %(eager_polling)s)
+    %(eager_polling)s, %(global_concurrency)s, %(partition_concurrency)s,
+    %(partition_rate_limit)s, %(partition_rate_limit_window)s)
 ON CONFLICT (name) DO UPDATE SET
     state = EXCLUDED.state,
     concurrency = EXCLUDED.concurrency,
@@ -29,7 +50,11 @@ ON CONFLICT (name) DO UPDATE SET
     rate_limit = EXCLUDED.rate_limit,
     rate_limit_window = EXCLUDED.rate_limit_window,
     resume_at = EXCLUDED.resume_at,
-    eager_polling = EXCLUDED.eager_polling
+    eager_polling = EXCLUDED.eager_polling,
+    global_concurrency = EXCLUDED.global_concurrency,
+    partition_concurrency = EXCLUDED.partition_concurrency,
+    partition_rate_limit = EXCLUDED.partition_rate_limit,
+    partition_rate_limit_window = EXCLUDED.partition_rate_limit_window
 RETURNING *;
 
 -- name: queue_get
@@ -39,7 +64,13 @@ SELECT * FROM {prefix}queues WHERE name = %(name)s;
 SELECT * FROM {prefix}queues ORDER BY name;
 
 -- name: queue_delete
-DELETE FROM {prefix}queues WHERE name = %(name)s RETURNING name;
+-- Delete a queue and the starts its rate limits counted.
+WITH gone AS (
+    DELETE FROM {prefix}queues WHERE name = %(name)s RETURNING name
+), forgotten AS (
+    DELETE FROM {prefix}limit_starts WHERE queue IN (SELECT name FROM gone)
+)
+SELECT name FROM gone;
 
 -- name: queue_purge_jobs
 DELETE FROM {prefix}jobs WHERE queue = %(name)s;

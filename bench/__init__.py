@@ -1,0 +1,1 @@
+"""chancy's benchmark suite: ``python bench/run.py`` (or ``python -m bench``); see README.md."""
