@@ -4,7 +4,7 @@ CI runs a short version. The acceptance run (10 minutes at 500 jobs/s) is the sa
 larger numbers::
 
     CHANCY_DASHBOARD_LOAD_SECONDS=600 CHANCY_DASHBOARD_LOAD_RATE=500 \\
-        .venv/bin/pytest tests/api/test_dashboard_load.py -s -p no:timeout
+        .venv/bin/pytest tests/api/test_dashboard_load.py -s --timeout=0
 
 Every statement is counted and timed by wrapping ``psycopg.AsyncCursor.execute``, attributed to
 the workers, the pusher or the dashboard by each pool's ``application_name``. The dashboard
