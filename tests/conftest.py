@@ -9,6 +9,7 @@ session-end check fails when a test left tables behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -83,15 +84,18 @@ def drop_prefix(dsn: str, prefix: str) -> None:
             conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def chancy(dsn: str, prefix: str) -> AsyncIterator[Chancy]:
-    """A migrated Chancy on a fresh prefix with no default plugins and a small pool."""
+@contextlib.asynccontextmanager
+async def migrated_app(
+    dsn: str, prefix: str, plugins: list[Any] | None = None, *, pool: int = 4
+) -> AsyncIterator[Chancy]:
+    """A migrated Chancy with exactly ``plugins``; every table of ``prefix`` removed at the end."""
     app = Chancy(
         dsn,
         prefix=prefix,
-        min_connection_pool_size=1,
-        max_connection_pool_size=4,
+        plugins=plugins,
         no_default_plugins=True,
+        min_connection_pool_size=1,
+        max_connection_pool_size=pool,
     )
     async with app:
         await app.migrate()
@@ -102,6 +106,13 @@ async def chancy(dsn: str, prefix: str) -> AsyncIterator[Chancy]:
                 await app.migrate(to_version=0)
             finally:
                 drop_prefix(dsn, prefix)
+
+
+@pytest.fixture
+async def chancy(dsn: str, prefix: str) -> AsyncIterator[Chancy]:
+    """A migrated Chancy on a fresh prefix with no default plugins and a small pool."""
+    async with migrated_app(dsn, prefix) as app:
+        yield app
 
 
 async def eventually(

@@ -15,7 +15,7 @@ from chancy.plugin import Plugin  # noqa: E402
 from chancy.plugins.api import SimpleAuthBackend, build_starlette_app  # noqa: E402
 from chancy.plugins.leadership import ImmediateLeadership  # noqa: E402
 from chancy.plugins.metrics import Metrics  # noqa: E402
-from tests.conftest import drop_prefix  # noqa: E402
+from tests.conftest import migrated_app  # noqa: E402
 
 USERS = {"admin": "admin-password", "viewer": "viewer-password"}
 SECRET = "a-test-secret-key-of-enough-length"
@@ -40,23 +40,8 @@ def dashboard_plugins() -> list[Plugin]:
 
 @pytest.fixture
 async def app(dsn: str, prefix: str) -> AsyncIterator[Chancy]:
-    chancy = Chancy(
-        dsn,
-        prefix=prefix,
-        plugins=dashboard_plugins(),
-        no_default_plugins=True,
-        min_connection_pool_size=1,
-        max_connection_pool_size=3,
-    )
-    async with chancy:
-        await chancy.migrate()
-        try:
-            yield chancy
-        finally:
-            try:
-                await chancy.migrate(to_version=0)
-            finally:
-                drop_prefix(dsn, prefix)
+    async with migrated_app(dsn, prefix, dashboard_plugins(), pool=3) as chancy:
+        yield chancy
 
 
 def make_asgi(chancy: Chancy, **options: Any) -> Any:

@@ -11,7 +11,7 @@ from chancy import Chancy, Job
 from chancy.plugins.cron import Cron
 from chancy.plugins.leadership import ImmediateLeadership
 from chancy.store import Spec
-from tests.conftest import drop_prefix
+from tests.conftest import migrated_app
 
 
 def J(key: str | None, func: str = "noop", queue: str = "cron", **fields: Any) -> Job:
@@ -26,23 +26,8 @@ def cron() -> Cron:
 @pytest.fixture
 async def app(dsn: str, prefix: str, cron: Cron) -> AsyncIterator[Chancy]:
     """A migrated app with ImmediateLeadership and Cron; every table removed at the end."""
-    chancy = Chancy(
-        dsn,
-        prefix=prefix,
-        plugins=[ImmediateLeadership(), cron],
-        no_default_plugins=True,
-        min_connection_pool_size=1,
-        max_connection_pool_size=4,
-    )
-    async with chancy:
-        await chancy.migrate()
-        try:
-            yield chancy
-        finally:
-            try:
-                await chancy.migrate(to_version=0)
-            finally:
-                drop_prefix(dsn, prefix)
+    async with migrated_app(dsn, prefix, [ImmediateLeadership(), cron], pool=4) as chancy:
+        yield chancy
 
 
 async def sql(app: Chancy, query: str, params: Any = None, fetch: str = "none") -> Any:

@@ -9,7 +9,7 @@ import pytest
 from chancy import Chancy
 from chancy.plugins.leadership import ImmediateLeadership
 from chancy.plugins.metrics import Metrics
-from tests.conftest import drop_prefix
+from tests.conftest import migrated_app
 
 
 @pytest.fixture
@@ -19,20 +19,5 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 async def app(dsn: str, prefix: str, metrics: Metrics) -> AsyncIterator[Chancy]:
-    chancy = Chancy(
-        dsn,
-        prefix=prefix,
-        plugins=[ImmediateLeadership(), metrics],
-        no_default_plugins=True,
-        min_connection_pool_size=1,
-        max_connection_pool_size=3,
-    )
-    async with chancy:
-        await chancy.migrate()
-        try:
-            yield chancy
-        finally:
-            try:
-                await chancy.migrate(to_version=0)
-            finally:
-                drop_prefix(dsn, prefix)
+    async with migrated_app(dsn, prefix, [ImmediateLeadership(), metrics], pool=3) as chancy:
+        yield chancy

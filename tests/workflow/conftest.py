@@ -10,7 +10,7 @@ import pytest
 from chancy import Chancy, Job, Queue, Worker
 from chancy.plugins.leadership import ImmediateLeadership
 from chancy.plugins.workflow import WorkflowPlugin
-from tests.conftest import drop_prefix, eventually
+from tests.conftest import eventually, migrated_app
 
 ASYNC = Chancy.Executor.Async
 
@@ -28,23 +28,8 @@ def plugin() -> WorkflowPlugin:
 @pytest.fixture
 async def app(dsn: str, prefix: str, plugin: WorkflowPlugin) -> AsyncIterator[Chancy]:
     """A migrated app with ImmediateLeadership and the workflow plugin; removed at the end."""
-    chancy = Chancy(
-        dsn,
-        prefix=prefix,
-        plugins=[ImmediateLeadership(), plugin],
-        no_default_plugins=True,
-        min_connection_pool_size=1,
-        max_connection_pool_size=4,
-    )
-    async with chancy:
-        await chancy.migrate()
-        try:
-            yield chancy
-        finally:
-            try:
-                await chancy.migrate(to_version=0)
-            finally:
-                drop_prefix(dsn, prefix)
+    async with migrated_app(dsn, prefix, [ImmediateLeadership(), plugin], pool=4) as chancy:
+        yield chancy
 
 
 @pytest.fixture
