@@ -77,7 +77,7 @@ def markdown(results: Results, *, image_dir: str, header: Sequence[str]) -> str:
         parts += [
             "## Throughput over time",
             "",
-            "Jobs completed per second (100 ms bins) during the first repetition of each W2"
+            "Jobs completed per second (250 ms bins) during the first repetition of each W2"
             " drain, from the first claim.",
             "",
             f"![throughput over time]({image_dir}{THROUGHPUT_PNG})",
@@ -113,7 +113,7 @@ def plots(results: Results, out_dir: str) -> list[str]:
     if results.series:
         fig, ax = plt.subplots(figsize=(9, 4.5))
         for name, series in results.series.items():
-            xs, ys = _binned(series, 0.1)
+            xs, ys = _binned(series, 0.25)
             ax.plot(xs, ys, label=name, linewidth=1.2)
         ax.set_xlabel("seconds since the first claim")
         ax.set_ylabel("jobs completed per second")

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -112,16 +113,16 @@ async def suite(dsn: str, args: argparse.Namespace, results: Results) -> None:
         results.timings[name] = time.monotonic() - start
         return value
 
-    small_rate = None
+    small = None
     if "W1" in only:
         await phase("W1", workloads.w1_push(dsn, sizes, results))
     if "W2" in only:
-        medians = await phase("W2", workloads.w2_drain(dsn, sizes, results))
-        small_rate = medians.get("async, tuned")  # type: ignore[union-attr]
+        figures = await phase("W2", workloads.w2_drain(dsn, sizes, results))
+        small = figures.get("async, tuned")  # type: ignore[union-attr]
     if "W3" in only:
         await phase("W3", workloads.w3_latency(dsn, sizes, results))
     if "W5" in only:
-        await phase("W5", workloads.w5_scale(dsn, sizes, results, small_rate))
+        await phase("W5", workloads.w5_scale(dsn, sizes, results, small))
     if "W6" in only:
         await phase("W6", workloads.w6_fleet(dsn, sizes, results))
     if "flow" in only:
@@ -177,6 +178,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "W5 table" in results.info:
         header.append(f"- W5 table: {results.info['W5 table']}.")
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(
+            [
+                {
+                    "workload": fig.workload,
+                    "label": fig.label,
+                    "unit": fig.unit,
+                    "values": fig.values,
+                    "reference": fig.reference,
+                    "target": fig.target,
+                    "met": fig.met,
+                }
+                for fig in results.figures
+            ],
+            f,
+            indent=1,
+        )
     report = markdown(results, image_dir="", header=header)
     path = os.path.join(args.out, "report.md")
     with open(path, "w") as f:
