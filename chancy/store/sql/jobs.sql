@@ -89,8 +89,10 @@ SET state = 'running',
     started_at = now(),
     taken_by = %(worker_id)s,
     claim_id = gen_random_uuid()
-FROM picked
-WHERE j.id = picked.id
+-- Look the picked rows up by primary key whatever the statistics say: with stale statistics
+-- (right after a bulk push or a vacuum of an emptied table) a join here was planned as a full
+-- scan of the table.
+WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING j.*;
 
 -- name: job_complete_many
