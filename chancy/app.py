@@ -423,7 +423,7 @@ class Chancy:
         return self._run_ex_sync(cursor, self._declare_plan(queue, upsert))
 
     def _declare_plan(self, queue: Queue, upsert: bool) -> Plan[Queue]:
-        stored = yield self.store.queue_declare(queue, upsert=upsert)
+        stored = yield from self.store.queue_declare(queue, upsert=upsert)
         if self.notifications:
             yield self.store.notify("queue.declared", {"q": queue.name})
         return stored

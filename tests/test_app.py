@@ -459,3 +459,25 @@ def test_sync_facade(dsn: str, prefix: str) -> None:
     finally:
         asyncio.run(app.migrate(to_version=0))
         asyncio.run(app.close())
+
+
+async def test_concurrent_declares_of_one_new_queue_all_return_it(chancy: Chancy, dsn: str) -> None:
+    # Each declare waits for the first insert and must then read the row it could not see.
+    conns = [await psycopg.AsyncConnection.connect(dsn) for _ in range(8)]
+    try:
+        barrier = asyncio.Barrier(8)
+
+        async def declare(conn: psycopg.AsyncConnection) -> Queue:
+            async with conn.cursor() as cur:
+                await barrier.wait()
+                stored = await chancy.declare_ex(cur, Queue("raced", concurrency=2))
+            await conn.commit()
+            return stored
+
+        for _ in range(3):
+            got = await asyncio.gather(*(declare(c) for c in conns))
+            assert all(q == Queue("raced", concurrency=2) for q in got)
+            await chancy.delete_queue("raced")
+    finally:
+        for c in conns:
+            await c.close()

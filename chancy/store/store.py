@@ -474,9 +474,22 @@ class Store:
             "partition_rate_limit_window": queue.partition_rate_limit_window,
         }
 
-    def queue_declare(self, queue: Queue, *, upsert: bool) -> Spec[Queue]:
+    def queue_declare(self, queue: Queue, *, upsert: bool) -> Plan[Queue]:
+        """Store a queue (or overwrite it with ``upsert``); return the stored queue.
+
+        When another transaction declares the same name at the same moment, the insert waits
+        for it and skips, but the same statement's snapshot cannot see its row: read it in a
+        new statement.
+        """
         name = "queue_upsert" if upsert else "queue_declare"
-        return Spec(self.q[name], self._queue_params(queue), "one", queue_from_row)
+        for _ in range(5):
+            row = yield Spec(self.q[name], self._queue_params(queue), "one")
+            if row is not None:
+                return queue_from_row(row)
+            stored = yield self.queue_get(queue.name)
+            if stored is not None:
+                return stored
+        raise RuntimeError(f"queue {queue.name!r} kept vanishing while it was declared")
 
     def queue_get(self, name: str) -> Spec[Queue | None]:
         return Spec(self.q["queue_get"], {"name": name}, "one", _one(queue_from_row))
