@@ -10,7 +10,7 @@
     ├── MigrationError                    a migration could not be applied
     │   └── MigrationsNeededError         the schema is older than this code expects
     ├── JobFailedError                    raised in a job's place when it could not run at all
-    └── JobControl (BaseException-free)   raised *by job code* to steer its own job:
+    └── JobControl                        raised *by job code* to steer its own job:
         ├── Retry(delay)                  fail this attempt, run again after ``delay``
         └── Snooze(delay)                 run again after ``delay`` without using an attempt
 """
