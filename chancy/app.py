@@ -181,12 +181,16 @@ class Chancy:
                 psycopg.AsyncConnection.connect(self._conninfo()), self.connect_timeout + 1
             )
         except (psycopg.OperationalError, OSError, TimeoutError) as exc:
-            raise ConnectionFailedError(
-                f"could not connect to PostgreSQL at {_where(self.dsn)} within"
-                f" {self.connect_timeout:g}s: {str(exc).strip() or type(exc).__name__}. Check"
-                " that the server is running and the DSN (host, port, user, database) is right."
-            ) from exc
+            raise self._unreachable(exc) from exc
         await conn.close()
+
+    def _unreachable(self, exc: BaseException) -> ConnectionFailedError:
+        """The error for a server that could not be reached, naming it and the fix."""
+        return ConnectionFailedError(
+            f"could not connect to PostgreSQL at {_where(self.dsn)} within"
+            f" {self.connect_timeout:g}s: {str(exc).strip() or type(exc).__name__}. Check"
+            " that the server is running and the DSN (host, port, user, database) is right."
+        )
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -243,10 +247,7 @@ class Chancy:
                 with psycopg.connect(self._conninfo()):
                     pass
             except psycopg.OperationalError as exc:
-                raise ConnectionFailedError(
-                    f"could not connect to PostgreSQL at {_where(self.dsn)} within"
-                    f" {self.connect_timeout:g}s: {str(exc).strip()}"
-                ) from exc
+                raise self._unreachable(exc) from exc
             pool.open(wait=self.min_connection_pool_size > 0)
             self._sync_pool = pool
         return self._sync_pool
