@@ -20,13 +20,23 @@ class Setup:
     func: str = "bench.jobs.noop"
     worker: dict[str, Any] = dataclasses.field(default_factory=dict)
     workers: int = 1
+    #: Spread the jobs over this many partition keys (``k0``, ``k1``, ...); 0: no key.
+    keys: int = 0
 
 
-async def push_backlog(app: Chancy, queue: str, func: str, n: int) -> float:
-    """Queue ``n`` jobs in one transaction (COPY); return the seconds it took."""
+async def push_backlog(app: Chancy, queue: str, func: str, n: int, keys: int = 0) -> float:
+    """Queue ``n`` jobs in one transaction (COPY); return the seconds it took.
+
+    With ``keys``, job ``i`` carries the partition key ``k{i % keys}``.
+    """
     job = Job(func=func, queue=queue)
+    if keys:
+        variants = [job.with_partition_key(f"k{i}") for i in range(keys)]
+        jobs = [variants[i % keys] for i in range(n)]
+    else:
+        jobs = [job] * n
     start = time.perf_counter()
-    async for _ in app.push_many([job] * n, batch_size=max(n, 1)):
+    async for _ in app.push_many(jobs, batch_size=max(n, 1)):
         pass
     return time.perf_counter() - start
 
@@ -70,7 +80,7 @@ class Drainer:
         # Paused while the jobs are pushed, so every repetition starts with the whole
         # backlog visible to the first claim.
         await self.app.pause_queue(name)
-        pushed = await push_backlog(self.app, name, self.setup.func, n)
+        pushed = await push_backlog(self.app, name, self.setup.func, n, self.setup.keys)
         await self.app.resume_queue(name)
         conn = await connect(self.dsn)
         async with conn:

@@ -126,14 +126,7 @@ async def suite(dsn: str, args: argparse.Namespace, results: Results) -> None:
     if "W6" in only:
         await phase("W6", workloads.w6_fleet(dsn, sizes, results))
     if "flow" in only:
-        fields = workloads.flow_control_fields()
-        if fields:
-            await phase("flow control", workloads.flow_control(dsn, sizes, results))
-        else:
-            results.notes.append(
-                "Flow control: skipped, chancy.Queue has no rate or concurrency limit fields"
-                " in this tree."
-            )
+        await phase("flow control", workloads.flow_control(dsn, sizes, results))
 
 
 def main(argv: list[str] | None = None) -> int:

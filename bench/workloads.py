@@ -544,25 +544,54 @@ async def w6_fleet(dsn: str, sizes: Sizes, results: Results) -> None:
 # -- flow control ---------------------------------------------------------------------
 
 
-def flow_control_fields() -> list[str]:
-    """The flow-control fields of Queue in this tree (empty until the feature lands)."""
-    names = {f.name for f in dataclasses.fields(Queue)}
-    return sorted(names & {"global_concurrency", "partition_concurrency"})
-
-
 async def flow_control(dsn: str, sizes: Sizes, results: Results) -> None:
-    """Drain cost of limited queues (limits far above the drain rate) against an unlimited one."""
+    """Drain cost of each limit (set far above the drain rate) against an unlimited queue.
+
+    The limits are never reached, so the figures show what enforcing them costs: the claim
+    lock, the counting, the start log and, per key, the walk over the keys with waiting jobs.
+    """
     prefix = f"{RUN}fc_"
     n = sizes.drain_async
-    cases = [
-        ("unlimited", tuned_queue("unlimited")),
+    keys = 100
+    never = 10_000_000
+    cases: list[tuple[str, Queue, int]] = [
+        ("unlimited", tuned_queue("unlimited"), 0),
         (
-            "rate_limit 10,000,000 per 1 s (never reached)",
-            dataclasses.replace(tuned_queue("rated"), rate_limit=10_000_000, rate_limit_window=1),
+            f"rate_limit {never:,} per 1 s",
+            dataclasses.replace(tuned_queue("rated"), rate_limit=never, rate_limit_window=1),
+            0,
         ),
         (
-            "global_concurrency 100,000 (never reached)",
-            dataclasses.replace(tuned_queue("capped"), global_concurrency=100_000),  # type: ignore[call-arg]
+            "global_concurrency 100,000",
+            dataclasses.replace(tuned_queue("capped"), global_concurrency=100_000),
+            0,
+        ),
+        (
+            f"partition_concurrency 100,000, {keys} keys",
+            dataclasses.replace(tuned_queue("keyed"), partition_concurrency=100_000),
+            keys,
+        ),
+        (
+            f"partition_rate_limit {never:,} per 1 s, {keys} keys",
+            dataclasses.replace(
+                tuned_queue("keyrated"),
+                partition_rate_limit=never,
+                partition_rate_limit_window=1,
+            ),
+            keys,
+        ),
+        (
+            f"all four limits, {keys} keys",
+            dataclasses.replace(
+                tuned_queue("all"),
+                rate_limit=never,
+                rate_limit_window=1,
+                global_concurrency=100_000,
+                partition_concurrency=100_000,
+                partition_rate_limit=never,
+                partition_rate_limit_window=1,
+            ),
+            keys,
         ),
     ]
     rates: dict[str, list[float]] = {}
@@ -571,14 +600,14 @@ async def flow_control(dsn: str, sizes: Sizes, results: Results) -> None:
         await reference.setup(dsn, prefix)
         try:
             drainers = []
-            for label, queue in cases:
+            for label, queue, nkeys in cases:
                 drainers.append(
                     (
                         label,
                         Drainer(
                             app,
                             dsn,
-                            Setup(label, queue, worker=TUNED_WORKER),
+                            Setup(label, queue, worker=TUNED_WORKER, keys=nkeys),
                             timeout=max(120.0, n / 100),
                         ),
                     )
@@ -593,7 +622,7 @@ async def flow_control(dsn: str, sizes: Sizes, results: Results) -> None:
         finally:
             await reference.teardown(dsn, prefix)
     base: Figure | None = None
-    for label, _ in cases:
+    for label, _, _ in cases:
         fig = Figure(
             "flow",
             f"drain {n:,}, {label}",
@@ -612,7 +641,6 @@ async def flow_control(dsn: str, sizes: Sizes, results: Results) -> None:
 __all__ = [
     "Sizes",
     "flow_control",
-    "flow_control_fields",
     "w1_push",
     "w2_drain",
     "w3_latency",

@@ -31,8 +31,10 @@ def test_quick_run_writes_the_report(dsn: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (tmp_path / "report.md").read_text()
-    for workload in ("| W1 |", "| W2 |", "| W3 |", "| W5 |", "| W6 |"):
+    for workload in ("| W1 |", "| W2 |", "| W3 |", "| W5 |", "| W6 |", "| flow |"):
         assert workload in report
     assert "ratio to W4" in report
+    for limit in ("rate_limit", "global_concurrency", "partition_concurrency", "all four limits"):
+        assert limit in report, f"flow-control variant {limit} missing from the report"
     assert (tmp_path / "bench-throughput.png").stat().st_size > 0
     assert (tmp_path / "bench-latency.png").stat().st_size > 0
