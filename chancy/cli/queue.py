@@ -81,6 +81,11 @@ def queue() -> None:
     help="Total tries before the job fails.",
 )
 @click.option("--unique-key", default=None, help="Skip the push while a job with this key lives.")
+@click.option(
+    "--partition-key",
+    default=None,
+    help="Group the job for its queue's per-key limits (for example a customer id).",
+)
 @pass_cli
 def push(
     cli: CliContext,
@@ -90,6 +95,7 @@ def push(
     priority: int,
     max_attempts: int,
     unique_key: str | None,
+    partition_key: str | None,
 ) -> None:
     """Push a job running FUNC (an import path such as 'myapp.jobs.send_email'); print its id."""
     from chancy.job import Job
@@ -102,6 +108,7 @@ def push(
             priority=priority,
             max_attempts=max_attempts,
             unique_key=unique_key,
+            partition_key=partition_key,
         )
         ref = await chancy.push(job)
         click.echo(str(ref))
@@ -109,8 +116,28 @@ def push(
     cli.run(body)
 
 
+QUEUE_HEADERS = ("NAME", "STATE", "EXECUTOR", "CONCURRENCY", "POLLING", "TAGS", "LIMITS")
+
+
+def _limits(q: Queue) -> str:
+    """The queue's flow-control limits in one cell without spaces ("-" when it has none).
+
+    ``rate=10/60s,running=4,key-running=1,key-rate=2/10s``: jobs started per window, jobs
+    running at once across all workers, and the same two per partition key.
+    """
+    parts = []
+    if q.rate_limit is not None:
+        parts.append(f"rate={q.rate_limit}/{q.rate_limit_window}s")
+    if q.global_concurrency is not None:
+        parts.append(f"running={q.global_concurrency}")
+    if q.partition_concurrency is not None:
+        parts.append(f"key-running={q.partition_concurrency}")
+    if q.partition_rate_limit is not None:
+        parts.append(f"key-rate={q.partition_rate_limit}/{q.partition_rate_limit_window}s")
+    return ",".join(parts) or "-"
+
+
 def _queue_row(q: Queue) -> list[str]:
-    rate = "-" if q.rate_limit is None else f"{q.rate_limit}/{q.rate_limit_window}s"
     state = str(q.state)
     if q.resume_at is not None:
         state += f" (until {q.resume_at.isoformat(timespec='seconds')})"
@@ -121,7 +148,7 @@ def _queue_row(q: Queue) -> list[str]:
         "default" if q.concurrency is None else str(q.concurrency),
         f"{q.polling_interval:g}s",
         ",".join(sorted(q.tags)),
-        rate,
+        _limits(q),
     ]
 
 
@@ -139,8 +166,7 @@ def list_queues(cli: CliContext, as_json: bool) -> None:
         if not queues:
             click.echo(f"no queues (prefix {chancy.prefix!r})")
             return
-        headers = ["NAME", "STATE", "EXECUTOR", "CONCURRENCY", "POLLING", "TAGS", "RATE LIMIT"]
-        click.echo(format_table(headers, [_queue_row(q) for q in queues]))
+        click.echo(format_table(QUEUE_HEADERS, [_queue_row(q) for q in queues]))
 
     cli.run(body)
 
@@ -199,6 +225,31 @@ def _executor_path(value: str) -> str:
     default=None,
     help="The rate limit's window, in seconds.",
 )
+@click.option(
+    "--global-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many of the queue's jobs running at once, across all workers.",
+)
+@click.option(
+    "--partition-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many jobs of one partition key running at once, across all workers.",
+)
+@click.option(
+    "--partition-rate-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many jobs of one partition key per window (needs"
+    " --partition-rate-limit-window).",
+)
+@click.option(
+    "--partition-rate-limit-window",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The per-key rate limit's window, in seconds.",
+)
 @click.option("--eager-polling", is_flag=True, help="Claim again as soon as one slot frees.")
 @click.option(
     "--upsert", is_flag=True, help="Overwrite the settings of an existing queue of that name."
@@ -214,6 +265,10 @@ def declare(
     tags: tuple[str, ...],
     rate_limit: int | None,
     rate_limit_window: int | None,
+    global_concurrency: int | None,
+    partition_concurrency: int | None,
+    partition_rate_limit: int | None,
+    partition_rate_limit_window: int | None,
     eager_polling: bool,
     upsert: bool,
 ) -> None:
@@ -223,6 +278,10 @@ def declare(
     executor = _executor_path(executor)
     if (rate_limit is None) != (rate_limit_window is None):
         raise click.UsageError("--rate-limit and --rate-limit-window go together; give both")
+    if (partition_rate_limit is None) != (partition_rate_limit_window is None):
+        raise click.UsageError(
+            "--partition-rate-limit and --partition-rate-limit-window go together; give both"
+        )
 
     async def body(chancy: Chancy) -> None:
         wanted = Queue(
@@ -236,6 +295,10 @@ def declare(
             else polling_interval,
             rate_limit=rate_limit,
             rate_limit_window=rate_limit_window,
+            global_concurrency=global_concurrency,
+            partition_concurrency=partition_concurrency,
+            partition_rate_limit=partition_rate_limit,
+            partition_rate_limit_window=partition_rate_limit_window,
             eager_polling=eager_polling,
         )
         stored = await chancy.declare(wanted, upsert=upsert)
@@ -245,8 +308,7 @@ def declare(
                 " (use --upsert to overwrite them)",
                 err=True,
             )
-        headers = ["NAME", "STATE", "EXECUTOR", "CONCURRENCY", "POLLING", "TAGS", "RATE LIMIT"]
-        click.echo(format_table(headers, [_queue_row(stored)]))
+        click.echo(format_table(QUEUE_HEADERS, [_queue_row(stored)]))
 
     cli.run(body)
 

@@ -131,6 +131,14 @@ def test_queue_declare_list_push_delete(cli: Cli, dsn: str, prefix: str) -> None
         "10",
         "--rate-limit-window",
         "60",
+        "--global-concurrency",
+        "4",
+        "--partition-concurrency",
+        "1",
+        "--partition-rate-limit",
+        "2",
+        "--partition-rate-limit-window",
+        "10",
         "--executor-options",
         '{"time_limit": 30}',
     )
@@ -143,7 +151,8 @@ def test_queue_declare_list_push_delete(cli: Cli, dsn: str, prefix: str) -> None
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert set(rows) == {"cpu", "mail"}
     assert rows["mail"][1:5] == ["active", "threaded", "3", "2.5s"]
-    assert rows["mail"][5:] == ["a,b,c", "10/60s"]
+    assert rows["mail"][5:] == ["a,b,c", "rate=10/60s,running=4,key-running=1,key-rate=2/10s"]
+    assert rows["cpu"][6:] == ["-"]
     assert rows["cpu"][1:3] == ["active", "process"]
 
     packed = {q["name"]: q for q in json.loads(cli.ok("queue", "list", "--json"))}
@@ -155,6 +164,10 @@ def test_queue_declare_list_push_delete(cli: Cli, dsn: str, prefix: str) -> None
         tags={"a", "b", "c"},
         rate_limit=10,
         rate_limit_window=60,
+        global_concurrency=4,
+        partition_concurrency=1,
+        partition_rate_limit=2,
+        partition_rate_limit_window=10,
         executor_options={"time_limit": 30},
     )
 
@@ -172,6 +185,8 @@ def test_queue_declare_list_push_delete(cli: Cli, dsn: str, prefix: str) -> None
         "3",
         "--unique-key",
         "k1",
+        "--partition-key",
+        "customer-7",
     ).strip()
     uuid.UUID(job_id)
     # The same unique key while the first job waits returns the first job's id.
@@ -190,6 +205,7 @@ def test_queue_declare_list_push_delete(cli: Cli, dsn: str, prefix: str) -> None
         3,
         "k1",
     )
+    assert job.partition_key == "customer-7"
     assert job.state == job.State.PENDING
 
     # --keep-jobs leaves the job; a plain delete purges.
@@ -263,6 +279,12 @@ def test_declare_rejects_bad_settings(cli: Cli) -> None:
     result = cli("queue", "declare", "q", "--rate-limit", "5")
     assert result.returncode == 2
     assert "--rate-limit-window" in result.stderr
+    result = cli("queue", "declare", "q", "--partition-rate-limit", "5")
+    assert result.returncode == 2
+    assert "--partition-rate-limit-window" in result.stderr
+    result = cli("queue", "declare", "q", "--global-concurrency", "0")
+    assert result.returncode == 2
+    assert "--global-concurrency" in result.stderr
 
 
 @pytest.mark.parametrize(
