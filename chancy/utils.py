@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
+import random
 import re
 import time
 import uuid
@@ -46,13 +46,23 @@ def _uuid7() -> uuid.UUID:
     else:
         _seq = 0
     _last_ms = ms
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= _seq << 64
-    value |= 0b10 << 62
-    value |= rand
-    return uuid.UUID(int=value)
+    # The random bits only tell apart ids of processes in the same millisecond (the counter
+    # orders this process's own); `random` is reseeded in forked children, and is several
+    # times cheaper than os.urandom.
+    value = ((ms & _MS_MASK) << 80) | (0x7 << 76) | (_seq << 64) | (0b10 << 62) | _getrandbits(62)
+    # uuid.UUID(int=...) checks its arguments; this is the same object, built directly.
+    made = _new_object(_UUID)
+    _set_attr(made, "int", value)
+    _set_attr(made, "is_safe", _SAFE_UNKNOWN)
+    return made
+
+
+_MS_MASK = (1 << 48) - 1
+_getrandbits = random.getrandbits
+_new_object = object.__new__
+_set_attr = object.__setattr__
+_UUID = uuid.UUID
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
 
 
 def is_import_path(value: str) -> bool:
@@ -120,6 +130,9 @@ def _default(o: Any) -> Any:
 
 def json_dumps(obj: Any, **kwargs: Any) -> str:
     """``json.dumps`` that also writes datetimes, UUIDs and sets, compactly."""
+    if not kwargs:
+        # One encoder for every call: json.dumps builds a new one whenever it gets options.
+        return _ENCODER.encode(obj)
     kwargs.setdefault("separators", (",", ":"))
     kwargs.setdefault("default", _default)
     return json.dumps(obj, **kwargs)
@@ -159,3 +172,6 @@ def timed_block() -> Iterator[_Timer]:
         yield timer
     finally:
         timer.end = time.monotonic()
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default)

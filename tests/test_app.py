@@ -6,7 +6,8 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference
 from chancy.errors import ConfigurationError, InvalidJobError
 from chancy.executors.base import Outcome
+from chancy.job import DefaultNow
 from tests import jobs
 from tests.conftest import eventually
 
@@ -161,6 +163,46 @@ async def test_push_many_100k_in_caller_order(chancy: Chancy) -> None:
     by_id = {row[0]: row[1] for row in rows}
     assert len(by_id) == n
     assert all(by_id[ref.identifier] == i for i, ref in enumerate(refs))
+
+
+async def test_copy_and_insert_paths_store_awkward_values_alike(chancy: Chancy) -> None:
+    """COPY's text format escapes backslashes, tabs and newlines; both paths store the same."""
+    nasty = ["back\\slash", "tab\there", "new\nline", "cr\rhere", "\\N", 'quote"', "ünï😀", ""]
+    when = datetime(2031, 2, 3, 4, 5, 6, 789000, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+
+    def jobs(path: str) -> list[Job]:
+        return [
+            Job(
+                func="tests.jobs.noop",
+                queue=f"copy.{path}",
+                kwargs={"s": text, "n": [i, 1.5, None, True], text: {"nested": text}},
+                meta={"m": text},
+                priority=-i,
+                max_attempts=i + 1,
+                scheduled_at=when if i % 2 else DefaultNow.now(tz=UTC),
+                partition_key=(text or None) if i % 3 else None,
+            )
+            for i, text in enumerate(nasty * 300)
+        ]
+
+    stored: dict[str, list[tuple[Any, ...]]] = {}
+    for path, batch_size in (("copy", 10_000), ("insert", 100)):
+        source = jobs(path)
+        refs = [r async for b in chancy.push_many(source, batch_size=batch_size) for r in b]
+        got = [await chancy.get_job(r) for r in refs[: len(nasty) * 3]]
+        stored[path] = [
+            (j.kwargs, j.meta, j.priority, j.max_attempts, j.partition_key) for j in got if j
+        ]
+        expected = [
+            (j.kwargs, j.meta, j.priority, j.max_attempts, j.partition_key)
+            for j in source[: len(nasty) * 3]
+        ]
+        assert stored[path] == expected, path
+        for job, pushed in zip(got, source, strict=False):
+            assert job is not None
+            if type(pushed.scheduled_at) is not DefaultNow:
+                assert job.scheduled_at == when
+    assert stored["copy"] == stored["insert"]
 
 
 async def test_push_many_unique_keys_in_caller_order(chancy: Chancy) -> None:

@@ -30,6 +30,9 @@ class Spec(Generic[T]):
     decode: Callable[[Any], T] | None = None
     #: For ``fetch="copy"``: the rows to send through ``COPY ... FROM STDIN``.
     rows: Iterable[Sequence[Any]] | None = None
+    #: For ``fetch="copy"``, instead of ``rows``: the data already in COPY's text format, in
+    #: chunks of many rows (one write per chunk instead of one adaptation per value).
+    data: Iterable[str] | None = None
 
 
 Plan = Generator[Spec[Any], Any, T]
@@ -43,6 +46,9 @@ async def run_spec(cur: psycopg.AsyncCursor[Any], spec: Spec[T]) -> T:
     """Execute ``spec`` on an async cursor whose rows are dicts."""
     if spec.fetch == "copy":
         async with cur.copy(spec.query) as copy:
+            if spec.data is not None:
+                for chunk in spec.data:
+                    await copy.write(chunk)
             for row in spec.rows or ():
                 await copy.write_row(row)
         return _finish(spec, cur.rowcount)
@@ -62,6 +68,9 @@ def run_spec_sync(cur: psycopg.Cursor[Any], spec: Spec[T]) -> T:
     """Execute ``spec`` on a sync cursor whose rows are dicts."""
     if spec.fetch == "copy":
         with cur.copy(spec.query) as copy:
+            if spec.data is not None:
+                for chunk in spec.data:
+                    copy.write(chunk)
             for row in spec.rows or ():
                 copy.write_row(row)
         return _finish(spec, cur.rowcount)
