@@ -14,7 +14,6 @@ import dataclasses
 import enum
 import inspect
 import logging
-import operator
 import sys
 import traceback
 from collections.abc import Callable
@@ -297,7 +296,29 @@ class Executor(abc.ABC):
 
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(QueuedJob))
-_job_values = operator.attrgetter(*_JOB_FIELDS)
+
+
+def _make_copier() -> Callable[[QueuedJob, dict[str, Any]], QueuedJob]:
+    """Build ``copy(job, changes)``: a new QueuedJob with ``changes`` applied, field by field.
+
+    Generated once from the dataclass fields, so a copy is straight-line attribute stores
+    rather than a loop with a lookup per field.
+    """
+    lines = ["def copy(job, changes, _new=_new, _cls=_cls, _set=_set):", "    new = _new(_cls)"]
+    for name in _JOB_FIELDS:
+        lines.append(f"    _set(new, {name!r}, changes.get({name!r}, job.{name}))")
+    lines.append("    return new")
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_cls": QueuedJob,
+        "_set": object.__setattr__,
+    }
+    exec("\n".join(lines), namespace)
+    copier: Callable[[QueuedJob, dict[str, Any]], QueuedJob] = namespace["copy"]
+    return copier
+
+
+_copy_job = _make_copier()
 
 
 def evolve(job: QueuedJob, **changes: Any) -> QueuedJob:
@@ -308,10 +329,7 @@ def evolve(job: QueuedJob, **changes: Any) -> QueuedJob:
     """
     if type(job) is not QueuedJob:
         return dataclasses.replace(job, **changes)
-    new = object.__new__(QueuedJob)
-    for name, value in zip(_JOB_FIELDS, _job_values(job), strict=True):
-        object.__setattr__(new, name, changes[name] if name in changes else value)
-    return new
+    return _copy_job(job, changes)
 
 
 def build_outcome(

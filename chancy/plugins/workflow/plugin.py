@@ -349,6 +349,11 @@ class WorkflowPlugin(Plugin):
         self._wakers.add(wake)
 
         def on_finished(event: Any) -> None:
+            if not maybe_active and not created:
+                # No workflow can be waiting on these jobs: skip parsing their ids. A workflow
+                # is announced (CREATED) in the transaction that pushes its steps, before any
+                # of them can finish, and notifications arrive in commit order.
+                return
             for raw in event.body.get("ids") or ():
                 with contextlib.suppress(ValueError):
                     finished_ids.add(uuid.UUID(str(raw)))
