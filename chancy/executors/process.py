@@ -15,6 +15,7 @@ import atexit
 import collections
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -552,7 +553,9 @@ def _default_start_method() -> str:
     return "spawn"
 
 
+@functools.cache
 def _cpu_count() -> int:
+    # Cached: os.cpu_count reads /sys on every call, and the capacity is asked per job.
     count = getattr(os, "process_cpu_count", os.cpu_count)()
     return max(1, count or 1)
 
