@@ -1,0 +1,106 @@
+"""A throwaway PostgreSQL cluster from the machine's server binaries, for restart tests.
+
+Never the shared server: a new data directory, its own port on 127.0.0.1 and socket
+directory, removed on exit. As root, the server runs as the ``postgres`` OS user (PostgreSQL
+refuses to run as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+
+def find_pg_bin() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<major>/bin`` holding pg_ctl and initdb, if any."""
+    found = [
+        Path(p).parent
+        for p in glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")
+        if os.path.exists(os.path.join(os.path.dirname(p), "initdb"))
+    ]
+    found.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return found[-1] if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """``with Cluster() as c:`` a running server at ``c.dsn``; ``crash_and_restart()``."""
+
+    def __init__(self) -> None:
+        bin_dir = find_pg_bin()
+        if bin_dir is None:
+            raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="chancy-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.port = _free_port()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres?connect_timeout=5"
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(self.bin / args[0]), *args[1:]]
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(
+                f"{' '.join(args[:2])} failed ({result.returncode}): {result.stderr}\n{log[-2000:]}"
+            )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+            " -c max_connections=40 -c shared_buffers=32MB"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def crash_and_restart(self) -> None:
+        """Kill the server without a checkpoint (immediate mode), then start it again."""
+        self.stop("immediate")
+        self.start()
+
+    def __enter__(self) -> Cluster:
+        try:
+            self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+            )
+            self.start()
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(Exception):
+            self.stop("immediate")
+        self._remove()
+
+    def _remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
