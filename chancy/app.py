@@ -44,6 +44,9 @@ T = TypeVar("T")
 
 CORE_MIGRATIONS = ("chancy", "chancy.migrations.core")
 TERMINAL = frozenset({QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED})
+#: push_many encodes the next batch in a thread while the current one is written, for
+#: batches at least this large (below it, the hand-off costs more than it saves).
+_ENCODE_AHEAD_MIN = 500
 
 JobLike = Job | Any  # a Job, or a function decorated with @job
 
@@ -547,32 +550,63 @@ class Chancy:
     async def push_many(
         self, jobs: Iterable[JobLike], *, batch_size: int = 1000
     ) -> AsyncIterator[list[Reference]]:
-        """Push in batches, one transaction each; yield each batch's references in order."""
+        """Push in batches, one transaction each; yield each batch's references in order.
+
+        While a batch is written, the next one is read from ``jobs`` and encoded in a thread,
+        so encoding overlaps the database's work (a batch is checked and encoded in full
+        before any of it is written, as always).
+        """
         if batch_size < 1:
             raise ConfigurationError("batch_size must be at least 1")
         committed_batches = committed_jobs = 0
-        batch: list[Job] = []
         iterator = iter(jobs)
+        notify = self.notifications
+
+        def take() -> list[Job]:
+            return [_as_job(j) for _, j in zip(range(batch_size), iterator, strict=False)]
+
+        batch = take()
+        if not batch:
+            return
+        plan = self.store.job_push(batch, notify=notify)
+        loop = asyncio.get_running_loop()
         while True:
-            batch = [_as_job(j) for _, j in zip(range(batch_size), iterator, strict=False)]
-            if not batch:
-                return
+            following = take()
+            encoding: asyncio.Future[Plan[list[Reference]]] | None = None
+            if len(following) >= _ENCODE_AHEAD_MIN:
+                encoding = loop.run_in_executor(None, self._encode_push, following)
+                # Retrieved even when nobody awaits it (the caller stopped iterating).
+                encoding.add_done_callback(_retrieve)
             try:
-                refs = await self._run(
-                    self.store.job_push(batch, notify=self.notifications), transaction=True
-                )
+                refs = await self._run(plan, transaction=True)
             except Exception as exc:
                 if committed_batches == 0:
                     raise
-                raise PushError(
-                    f"batch {committed_batches + 1} failed ({exc}); the {committed_batches}"
-                    f" earlier batches ({committed_jobs} jobs) were committed",
-                    committed_batches=committed_batches,
-                    committed_jobs=committed_jobs,
-                ) from exc
+                raise self._push_error(exc, committed_batches, committed_jobs) from exc
             committed_batches += 1
             committed_jobs += len(refs)
             yield refs
+            if not following:
+                return
+            try:
+                if encoding is not None:
+                    plan = await encoding
+                else:
+                    plan = self.store.job_push(following, notify=notify)
+            except Exception as exc:
+                raise self._push_error(exc, committed_batches, committed_jobs) from exc
+
+    @staticmethod
+    def _push_error(exc: Exception, committed_batches: int, committed_jobs: int) -> PushError:
+        return PushError(
+            f"batch {committed_batches + 1} failed ({exc}); the {committed_batches}"
+            f" earlier batches ({committed_jobs} jobs) were committed",
+            committed_batches=committed_batches,
+            committed_jobs=committed_jobs,
+        )
+
+    def _encode_push(self, batch: list[Job]) -> Plan[list[Reference]]:
+        return self.store.job_push(batch, notify=self.notifications)
 
     async def push_many_ex(
         self, cursor: psycopg.AsyncCursor[Any], jobs: Iterable[JobLike], *, batch_size: int = 1000
@@ -597,12 +631,7 @@ class Chancy:
             except Exception as exc:
                 if n == 0:
                     raise
-                raise PushError(
-                    f"batch {n + 1} failed ({exc}); the {n} earlier batches ({len(out)} jobs)"
-                    " were committed",
-                    committed_batches=n,
-                    committed_jobs=len(out),
-                ) from exc
+                raise self._push_error(exc, n, len(out)) from exc
         return out
 
     def sync_push_many_ex(
@@ -879,3 +908,9 @@ def _default_plugins() -> list[Plugin]:
             continue
         found.append(cls())
     return found
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen, so an unawaited failure is not logged at exit."""
+    if not future.cancelled():
+        future.exception()

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference
-from chancy.errors import ConfigurationError, InvalidJobError
+from chancy.errors import ConfigurationError, InvalidJobError, PushError
 from chancy.executors.base import Outcome
 from chancy.job import DefaultNow
 from tests import jobs
@@ -216,20 +216,28 @@ async def test_push_many_unique_keys_in_caller_order(chancy: Chancy) -> None:
     ]
 
 
-async def test_push_many_error_names_committed_batches(chancy: Chancy) -> None:
+@pytest.mark.parametrize("size", [5, 600])
+async def test_push_many_error_names_committed_batches(chancy: Chancy, size: int) -> None:
+    """Batches of 500+ are encoded ahead in a thread; a bad job there fails the same way."""
+
     class Boom:
         pass
 
     def gen():  # type: ignore[no-untyped-def]
-        for _ in range(5):
+        for _ in range(size):
             yield J()
         yield Job(func="tests.jobs.add", kwargs={"bad": Boom()})
 
-    with pytest.raises(Exception) as info:
-        async for _ in chancy.push_many(gen(), batch_size=5):
-            pass
-    assert "1 earlier batches (5 jobs) were committed" in str(info.value)
-    assert await count_jobs(chancy) == 5
+    yielded: list[Reference] = []
+    with pytest.raises(PushError) as info:
+        async for refs in chancy.push_many(gen(), batch_size=size):
+            yielded.extend(refs)
+    assert f"1 earlier batches ({size} jobs) were committed" in str(info.value)
+    assert "not JSON-serialisable" in str(info.value)
+    assert info.value.committed_batches == 1 and info.value.committed_jobs == size
+    # The committed batch was handed to the caller before the next one failed.
+    assert len(yielded) == size
+    assert await count_jobs(chancy) == size
 
 
 @pytest.mark.parametrize(
