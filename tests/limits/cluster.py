@@ -38,7 +38,9 @@ def _free_port() -> int:
 class Cluster:
     """``with Cluster() as c:`` a running server at ``c.dsn``; ``crash_and_restart()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        #: Extra server settings (``-c name=value``), e.g. shared_preload_libraries.
+        self.settings = settings or {}
         bin_dir = find_pg_bin()
         if bin_dir is None:
             raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
@@ -71,6 +73,8 @@ class Cluster:
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
             " -c max_connections=40 -c shared_buffers=32MB"
         )
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
