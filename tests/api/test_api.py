@@ -44,6 +44,8 @@ PROTECTED = [
     ("GET", "/api/v1/crons"),
     ("POST", "/api/v1/crons/k/run"),
     ("POST", "/api/v1/crons/k/delete"),
+    ("POST", "/api/v1/crons/k/pause"),
+    ("POST", "/api/v1/crons/k/resume"),
     ("GET", "/api/v1/workflows"),
     ("GET", "/api/v1/workflows/0190c0de-0000-7000-8000-000000000002"),
     ("GET", "/api/v1/metrics"),
@@ -577,6 +579,17 @@ async def test_crons(client: Any, admin: dict[str, str], app: Chancy) -> None:
     pushed = await app.get_job(ran.json()["job_id"])
     assert pushed is not None and pushed.queue == "nightly"
     assert (await client.post("/api/v1/crons/other/run", headers=admin)).status_code == 404
+    paused = await client.post("/api/v1/crons/nightly-noop/pause", headers=admin)
+    assert paused.status_code == 200 and paused.json()["paused_at"] is not None
+    listed = (await client.get("/api/v1/crons", headers=admin)).json()["crons"]
+    assert listed[0]["paused_at"] is not None
+    assert (await cron.get_schedules(app))["nightly-noop"]["paused_at"] is not None
+    resumed = await client.post("/api/v1/crons/nightly-noop/resume", headers=admin)
+    assert resumed.status_code == 200 and resumed.json()["paused_at"] is None
+    assert (await cron.get_schedules(app))["nightly-noop"]["paused_at"] is None
+    for action in ("pause", "resume"):
+        missing = await client.post(f"/api/v1/crons/other/{action}", headers=admin)
+        assert missing.status_code == 404 and "other" in missing.json()["error"]
     deleted = await client.post("/api/v1/crons/nightly-noop/delete", headers=admin)
     assert deleted.json() == {"deleted": 1}
     assert (

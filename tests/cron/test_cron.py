@@ -121,6 +121,32 @@ async def test_a_due_schedule_fires_once_and_advances(app: Chancy, cron: Cron) -
     assert row["next_run"] == parse("0 0 1 1 *").next_after(row["last_run"])
 
 
+async def test_a_paused_schedule_never_fires_and_resumes_at_its_next_slot(
+    app: Chancy, cron: Cron
+) -> None:
+    await Cron.schedule(app, "*/5 * * * *", J("pausable"), J("other"))
+    assert await Cron.pause(app, "pausable", "missing") == ["pausable"]
+    row = (await Cron.get_schedules(app))["pausable"]
+    assert row["paused_at"] is not None
+    assert (await Cron.get_schedules(app))["other"]["paused_at"] is None
+    # Both overdue by a day: only the active one fires; the paused one stays put.
+    await sql(app, f"UPDATE {app.prefix}cron SET next_run = now() - interval '1 day'")
+    assert await cron.fire_due(app) == ["other"]
+    assert await jobs_of(app, "pausable") == []
+    # Rescheduling (a deploy) keeps the pause.
+    await Cron.schedule(app, "*/5 * * * *", J("pausable"))
+    assert (await Cron.get_schedules(app))["pausable"]["paused_at"] is not None
+    assert await cron.fire_due(app) == []
+    # Resume: due next at the first slot after now, not at once (no catch-up burst).
+    assert await Cron.resume(app, "pausable", "other", "missing") == ["pausable"]
+    now = await db_now(app)
+    row = (await Cron.get_schedules(app))["pausable"]
+    assert row["paused_at"] is None
+    assert now < row["next_run"] <= now + timedelta(minutes=5)  # type: ignore[operator]
+    assert await cron.fire_due(app) == []
+    assert await Cron.pause(app) == [] and await Cron.resume(app) == []
+
+
 async def test_missed_slots_fire_once_and_the_next_run_counts_from_now(
     app: Chancy, cron: Cron
 ) -> None:

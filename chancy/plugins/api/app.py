@@ -240,8 +240,9 @@ class Dashboard:
     async def cursor(self, *, timeout: bool = True) -> AsyncIterator[psycopg.AsyncCursor[Any]]:
         """A cursor in a transaction whose statements are bounded by the statement timeout.
 
-        ``timeout=False`` skips setting it, for requests whose statements are bounded by
-        construction (one less round trip on the most polled routes).
+        The same statement turns JIT compilation off for the transaction. ``timeout=False``
+        skips it, for requests whose statements are cheap and bounded by construction (one
+        less round trip on the most polled route, the unfiltered jobs list).
         """
         pool = await self.chancy.open()
         async with pool.connection() as conn, conn.transaction():
@@ -744,7 +745,7 @@ class Dashboard:
         params = dict(request.query_params)
         params.pop("state", None)
         base = self.job_rule(params)
-        async with self.cursor(timeout=not isinstance(base, JobRules.All)) as cur:
+        async with self.cursor() as cur:
             await cur.execute(
                 self.q["api_jobs_state_stats"], {"table": f"{self.chancy.prefix}jobs"}
             )
@@ -911,6 +912,25 @@ class Dashboard:
         ref = await self.chancy.push(schedules[key]["job"])
         return {"job_id": str(ref.identifier)}
 
+    async def cron_pause(self, request: Request) -> Any:
+        return await self._cron_switch(request, pause=True)
+
+    async def cron_resume(self, request: Request) -> Any:
+        return await self._cron_switch(request, pause=False)
+
+    async def _cron_switch(self, request: Request, *, pause: bool) -> Any:
+        cron = self._need(self._cron(), "crons", "Cron")
+        key = request.path_params["key"]
+        if pause:
+            if not await cron.pause(self.chancy, key):
+                raise ApiError(404, f"no cron schedule with key {key[:200]!r}")
+        elif not await cron.resume(self.chancy, key):
+            if key not in await cron.get_schedules(self.chancy, [key]):
+                raise ApiError(404, f"no cron schedule with key {key[:200]!r}")
+            # Not paused: resuming it changes nothing.
+        schedule = (await cron.get_schedules(self.chancy, [key]))[key]
+        return {"unique_key": key, "paused_at": schedule["paused_at"]}
+
     async def cron_delete(self, request: Request) -> Any:
         cron = self._need(self._cron(), "crons", "Cron")
         key = request.path_params["key"]
@@ -1046,7 +1066,7 @@ class Dashboard:
     async def overview(self, request: Request) -> Any:
         # One statement for the page (it is polled every few seconds), plus the throughput
         # series, which changes only when workers flush metrics and is cached for a while.
-        async with self.cursor(timeout=False) as cur:
+        async with self.cursor() as cur:
             await cur.execute(self.q["api_overview"], {"cap": self.count_threshold, "stuck": 20})
             row: Any = await cur.fetchone()
             queues = []
@@ -1198,6 +1218,8 @@ class Dashboard:
             Route("/api/v1/crons", r(self.crons), methods=get),
             Route("/api/v1/crons/{key}/run", r(self.cron_run, auth="act"), methods=post),
             Route("/api/v1/crons/{key}/delete", r(self.cron_delete, auth="act"), methods=post),
+            Route("/api/v1/crons/{key}/pause", r(self.cron_pause, auth="act"), methods=post),
+            Route("/api/v1/crons/{key}/resume", r(self.cron_resume, auth="act"), methods=post),
             Route("/api/v1/workflows", r(self.workflows), methods=get),
             Route("/api/v1/workflows/{id}", r(self.workflow), methods=get),
             Route("/api/v1/metrics", r(self.metrics_index), methods=get),

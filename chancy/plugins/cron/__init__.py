@@ -69,6 +69,8 @@ class CronSchedule(TypedDict):
     last_run: datetime | None
     next_run: datetime
     timezone: str
+    #: When the schedule was paused (:meth:`Cron.pause`); None while it is active.
+    paused_at: datetime | None
 
 
 @contextlib.contextmanager
@@ -333,6 +335,45 @@ class Cron(Plugin):
                 last_run=row["last_run"],
                 next_run=row["next_run"],
                 timezone=row["timezone"],
+                paused_at=row["paused_at"],
             )
             for row in rows
         }
+
+    @classmethod
+    async def pause(cls, chancy: Chancy, *unique_keys: str) -> list[str]:
+        """Stop these schedules from firing until :meth:`resume`; return the keys that exist.
+
+        A pause survives rescheduling (``schedule`` with the same key keeps it), so deploying
+        the schedules again does not undo an operator's pause.
+        """
+        if not unique_keys:
+            return []
+        q = cron_queries(chancy.prefix)
+        with _explain_missing_table(chancy):
+            rows: Any = await chancy._run(Spec(q["cron_pause"], {"keys": list(unique_keys)}, "all"))
+        return sorted(row["unique_key"] for row in rows)
+
+    @classmethod
+    async def resume(cls, chancy: Chancy, *unique_keys: str) -> list[str]:
+        """Let paused schedules fire again; return the keys that were paused.
+
+        Each one is due next at its first slot after now: the slots it missed while paused are
+        not fired (no burst of catch-up runs).
+        """
+        if not unique_keys:
+            return []
+        with _explain_missing_table(chancy):
+            return await chancy._run(cls._resume_plan(chancy, list(unique_keys)), transaction=True)
+
+    @classmethod
+    def _resume_plan(cls, chancy: Chancy, keys: list[str]) -> Any:
+        q = cron_queries(chancy.prefix)
+        rows = yield Spec(q["cron_paused_rows"], {"keys": keys}, "all")
+        if not rows:
+            return []
+        next_runs = [parse(r["cron"]).next_after(r["now"], r["timezone"]) for r in rows]
+        resumed = [r["unique_key"] for r in rows]
+        params = {"keys": resumed, "next_runs": next_runs, "notify": chancy.notifications}
+        yield Spec(q["cron_resume"], params, "one")
+        return sorted(resumed)

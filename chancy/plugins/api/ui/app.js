@@ -767,11 +767,16 @@
         h("td", { class: "mono" }, c.job.func),
         h("td", {}, c.job.queue),
         h("td", {}, fmt.ago(c.last_run)),
-        h("td", {}, fmt.time(c.next_run)),
+        h("td", {}, c.paused_at ? h("span", { class: "badge paused" }, "paused") : fmt.time(c.next_run)),
         h("td", {}, canAct() ? [h("button", { type: "button", onclick: async () => {
           const r = await act("Pushed", () => post("crons/" + encodeURIComponent(c.unique_key) + "/run"));
           if (r) location.hash = "#/jobs/" + encodeURIComponent(r.job_id);
-        } }, "Run now"), " ", h("button", { type: "button", class: "danger", onclick: async () => {
+        } }, "Run now"), " ", h("button", { type: "button", "data-action": c.paused_at ? "resume" : "pause",
+          onclick: async () => {
+            const action = c.paused_at ? "resume" : "pause";
+            if (await act(c.paused_at ? "Resumed" : "Paused",
+              () => post("crons/" + encodeURIComponent(c.unique_key) + "/" + action))) route();
+          } }, c.paused_at ? "Resume" : "Pause"), " ", h("button", { type: "button", class: "danger", onclick: async () => {
           if (!confirm(`Remove the schedule ${c.unique_key}?`)) return;
           if (await act("Removed", () => post("crons/" + encodeURIComponent(c.unique_key) + "/delete"))) route();
         } }, "Remove")] : null))), "No schedules."));

@@ -12,7 +12,7 @@ SELECT now() AS now;
 -- Create or replace schedules by unique key. A schedule whose expression and time zone are
 -- unchanged keeps its next_run (so re-declaring schedules at every deploy neither skips nor
 -- repeats a slot); otherwise next_run is the value computed for the new expression. last_run
--- is kept. Workers' leaders are told (cron.scheduled) so they can fire sooner than their poll.
+-- and a pause are kept (a deploy does not undo an operator's pause). Workers' leaders are told (cron.scheduled) so they can fire sooner than their poll.
 WITH upserted AS (
     INSERT INTO {prefix}cron AS c (unique_key, queue, job, cron, next_run, timezone)
     SELECT * FROM unnest(
@@ -42,7 +42,7 @@ WITH gone AS (
 SELECT count(*) AS deleted FROM gone;
 
 -- name: cron_get
-SELECT unique_key, queue, job, cron, last_run, next_run, timezone
+SELECT unique_key, queue, job, cron, last_run, next_run, timezone, paused_at
 FROM {prefix}cron
 WHERE %(keys)s::text[] IS NULL OR unique_key = ANY(%(keys)s::text[])
 ORDER BY unique_key;
@@ -53,6 +53,7 @@ ORDER BY unique_key;
 SELECT c.unique_key, c.job, c.cron, c.timezone, c.next_run, now() AS now
 FROM {prefix}cron AS c
 WHERE c.next_run <= now()
+  AND c.paused_at IS NULL
   AND c.unique_key <> ALL(%(skip)s::text[])
   AND (NOT %(fenced)s OR EXISTS (
       SELECT 1 FROM {prefix}leader AS l
@@ -76,4 +77,33 @@ WHERE c.unique_key = u.unique_key;
 -- Seconds until the earliest schedule is due (NULL when there is none).
 SELECT extract(epoch FROM min(next_run) - now())::float8 AS wait
 FROM {prefix}cron
-WHERE unique_key <> ALL(%(skip)s::text[]);
+WHERE unique_key <> ALL(%(skip)s::text[]) AND paused_at IS NULL;
+
+-- name: cron_pause
+-- Pause schedules (already paused ones keep their pause time); return the keys that exist.
+UPDATE {prefix}cron
+SET paused_at = coalesce(paused_at, now())
+WHERE unique_key = ANY(%(keys)s::text[])
+RETURNING unique_key;
+
+-- name: cron_paused_rows
+-- Paused schedules to resume, locked until their next run is written (cron_resume).
+SELECT unique_key, cron, timezone, now() AS now
+FROM {prefix}cron
+WHERE unique_key = ANY(%(keys)s::text[]) AND paused_at IS NOT NULL
+FOR UPDATE;
+
+-- name: cron_resume
+-- Resume schedules at their next slot after now (the slots missed while paused are not
+-- fired), and tell the leaders so they wait for the right time.
+WITH resumed AS (
+    UPDATE {prefix}cron AS c
+    SET paused_at = NULL, next_run = u.next_run
+    FROM unnest(%(keys)s::text[], %(next_runs)s::timestamptz[]) AS u(unique_key, next_run)
+    WHERE c.unique_key = u.unique_key AND c.paused_at IS NOT NULL
+    RETURNING c.unique_key
+), told AS (
+    SELECT pg_notify('{prefix}events', json_build_object('t', 'cron.scheduled')::text)
+    WHERE %(notify)s AND EXISTS (SELECT 1 FROM resumed)
+)
+SELECT (SELECT count(*) FROM resumed) AS resumed, (SELECT count(*) FROM told) AS notified;

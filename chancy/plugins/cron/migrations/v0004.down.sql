@@ -1,0 +1,1 @@
+ALTER TABLE {prefix}cron DROP COLUMN IF EXISTS paused_at;
