@@ -80,8 +80,15 @@ def start(
 @click.option(
     "--port", type=int, default=None, help="Port to listen on. [default: the app's Api, or 8000]"
 )
+@click.option(
+    "--metrics-token",
+    envvar="CHANCY_METRICS_TOKEN",
+    default=None,
+    help="A fixed bearer token (16+ characters) that opens /metrics to Prometheus."
+    " [env: CHANCY_METRICS_TOKEN]",
+)
 @pass_cli
-def web(cli: CliContext, host: str | None, port: int | None) -> None:
+def web(cli: CliContext, host: str | None, port: int | None, metrics_token: str | None) -> None:
     """Serve the dashboard only (no jobs run) until SIGTERM or SIGINT.
 
     Uses the app's Api plugin settings when it has one; otherwise creates an 'admin' user
@@ -89,4 +96,8 @@ def web(cli: CliContext, host: str | None, port: int | None) -> None:
     """
     from chancy.plugins.api.plugin import serve_dashboard
 
-    cli.run(lambda chancy: serve_dashboard(chancy, host=host, port=port, echo=click.echo))
+    cli.run(
+        lambda chancy: serve_dashboard(
+            chancy, host=host, port=port, echo=click.echo, metrics_token=metrics_token
+        )
+    )

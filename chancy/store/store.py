@@ -64,9 +64,9 @@ def encode_job(job: Job, index: int | None = None) -> EncodedJob:
         kwargs = json_dumps(job.kwargs) if job.kwargs else _EMPTY_OBJ
     except (TypeError, ValueError) as exc:
         raise InvalidJobError(
-            f"{_where(job, index)}: kwargs are not JSON-serialisable ({exc}); pass plain data (str, int,"
-            " float, bool, None, lists and dicts, datetimes, UUIDs) and load objects inside"
-            " the job"
+            f"{_where(job, index)}: kwargs are not JSON-serialisable ({exc}); pass plain data"
+            " (str, int, float, bool, None, lists and dicts, datetimes, UUIDs) and load objects"
+            " inside the job"
         ) from None
     try:
         meta = json_dumps(job.meta) if job.meta else _EMPTY_OBJ

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from chancy import Chancy, Job, Queue, Worker
+from chancy.errors import ConfigurationError
 from chancy.plugins.metrics import Metrics
 from tests.api.conftest import SECRET, login, make_asgi
 from tests.conftest import eventually
@@ -541,6 +543,35 @@ async def test_metrics_routes(client: Any, admin: dict[str, str], app: Chancy) -
     text = await client.get("/metrics", headers=admin)
     assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain")
     assert f'chancy_jobs_succeeded_total{{queue="q",func="{NOOP}"}} 5' in text.text
+
+
+async def test_prometheus_scrapes_with_a_fixed_metrics_token(
+    app: Chancy, client_for: Callable[[Any], Any]
+) -> None:
+    token = "a-prometheus-scrape-token-0123456789"
+    client = client_for(make_asgi(app, metrics_token=token))
+    async with client:
+        metrics = app.plugins["chancy.metrics"]
+        assert isinstance(metrics, Metrics)
+        metrics.increment("jobs.succeeded", "q", NOOP, 3)
+        await metrics.flush(app)
+        assert (await client.get("/metrics")).status_code == 401
+        wrong = {"Authorization": "Bearer not-the-token-at-all-0000"}
+        assert (await client.get("/metrics", headers=wrong)).status_code == 401
+        scrape = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert scrape.status_code == 200
+        assert f'chancy_jobs_succeeded_total{{queue="q",func="{NOOP}"}} 3' in scrape.text
+        # The token opens /metrics only: no other route takes it.
+        for path in ("/api/v1/overview", "/api/v1/jobs", "/api/v1/metrics"):
+            denied = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert denied.status_code == 401, path
+        # A login token still works for /metrics too.
+        assert (await client.get("/metrics", headers=await login(client))).status_code == 200
+
+
+def test_a_short_metrics_token_is_refused(app: Chancy) -> None:
+    with pytest.raises(ConfigurationError, match="at least 16 characters"):
+        make_asgi(app, metrics_token="short")
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,10 @@ def test_worker_web_serves_the_dashboard_with_a_generated_password(dsn: str, pre
             _, err = migrate.communicate(timeout=60)
             assert migrate.returncode == 0, err
         port = _free_port()
-        with _chancy(dsn, prefix, "worker", "web", "--port", str(port)) as proc:
+        scrape = "a-prometheus-token-for-the-cli-0001"
+        with _chancy(
+            dsn, prefix, "worker", "web", "--port", str(port), "--metrics-token", scrape
+        ) as proc:
             try:
                 assert proc.stdout is not None
                 line = proc.stdout.readline()
@@ -69,6 +72,11 @@ def test_worker_web_serves_the_dashboard_with_a_generated_password(dsn: str, pre
                     f"{base}/api/v1/queues", headers={"Authorization": f"Bearer {token}"}
                 )
                 assert queues.status_code == 200
+                assert httpx.get(f"{base}/metrics").status_code == 401
+                scraped = httpx.get(
+                    f"{base}/metrics", headers={"Authorization": f"Bearer {scrape}"}
+                )
+                assert scraped.status_code == 200
                 assert httpx.get(f"{base}/").headers["content-type"].startswith("text/html")
                 proc.send_signal(signal.SIGINT)
                 assert proc.wait(30) == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import json
 import logging
 import math
@@ -207,6 +208,7 @@ class Dashboard:
         max_bulk: int = 1000,
         cache_ttl: float = 1.0,
         throughput_ttl: float = 10.0,
+        metrics_token: str | None = None,
     ) -> None:
         if not isinstance(authentication_backend, AuthBackend):
             raise ConfigurationError(
@@ -222,6 +224,16 @@ class Dashboard:
                 " process stops; pass Api(secret_key=...) to keep logins across restarts"
             )
         self.signer = TokenSigner(secret_key, ttl=token_ttl)
+        if metrics_token is not None and (
+            not isinstance(metrics_token, str) or len(metrics_token) < 16
+        ):
+            raise ConfigurationError(
+                "metrics_token must be a string of at least 16 characters; make one with"
+                " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        #: A fixed bearer token that only opens ``/metrics``, for Prometheus (which cannot log
+        #: in); None: ``/metrics`` takes the login tokens only.
+        self.metrics_token = metrics_token
         self.limiter = LoginLimiter(login_attempts, login_window)
         self.statement_timeout = statement_timeout
         self.count_threshold = count_threshold
@@ -298,6 +310,15 @@ class Dashboard:
             return None
         return self.signer.verify(token.strip())
 
+    def _metrics_token_ok(self, request: Request) -> bool:
+        expected = self.metrics_token
+        if expected is None:
+            return False
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode("utf-8"), expected.encode("utf-8")
+        )
+
     @staticmethod
     async def body(request: Request) -> dict[str, Any]:
         raw = await request.body()
@@ -327,12 +348,15 @@ class Dashboard:
     ) -> Callable[[Request], Awaitable[Response]]:
         """Wrap a handler with authentication, caching of GETs and error mapping.
 
-        ``auth`` is ``"none"``, ``"read"`` (any logged-in user) or ``"act"`` (admins only).
+        ``auth`` is ``"none"``, ``"read"`` (any logged-in user), ``"act"`` (admins only) or
+        ``"metrics"`` (a logged-in user, or the fixed ``metrics_token``).
         """
 
         async def endpoint(request: Request) -> Response:
             try:
-                if auth != "none":
+                if auth == "metrics" and self._metrics_token_ok(request):
+                    pass
+                elif auth != "none":
                     user = self.user(request)
                     if user is None:
                         raise ApiError(
@@ -1194,7 +1218,7 @@ class Dashboard:
             Route("/", self.index, methods=get),
             Route("/ui/{file}", self.ui_file, methods=get),
             Route("/health", self.health, methods=get),
-            Route("/metrics", r(self.prometheus), methods=get),
+            Route("/metrics", r(self.prometheus, auth="metrics"), methods=get),
             Route("/api/v1/login", r(self.login, auth="none"), methods=post),
             Route("/api/v1/me", r(self.me), methods=get),
             Route("/api/v1/configuration", r(self.configuration), methods=get),
@@ -1241,7 +1265,8 @@ def build_starlette_app(
 
     ``options`` are :class:`Dashboard`'s tuning knobs (``statement_timeout``,
     ``count_threshold``, ``max_page_size``, ``max_bulk``, ``cache_ttl``, ``token_ttl``,
-    ``login_attempts``, ``login_window``).
+    ``login_attempts``, ``login_window``) and ``metrics_token``, a fixed bearer token that
+    opens only ``/metrics``, for Prometheus.
     """
     dashboard = Dashboard(
         chancy,

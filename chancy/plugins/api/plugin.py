@@ -148,11 +148,13 @@ async def serve_dashboard(
     host: str | None = None,
     port: int | None = None,
     echo: Any = print,
+    metrics_token: str | None = None,
 ) -> None:
     """Serve only the dashboard (no jobs run here) until SIGINT or SIGTERM.
 
     Uses the app's configured ``Api`` plugin (its auth, secret and address) when it has one;
     otherwise an ``admin`` user with a random password is created and its password echoed.
+    ``metrics_token`` (when given) opens ``/metrics`` to Prometheus with that bearer token.
     """
     try:
         import uvicorn
@@ -163,6 +165,8 @@ async def serve_dashboard(
     api = chancy.plugins.get(Api.get_identifier())
     if not isinstance(api, Api):
         api = Api()
+    if metrics_token is not None:
+        api.options = {**api.options, "metrics_token": metrics_token}
     if api.generated_password is not None:
         echo(f"dashboard login: user 'admin', password {api.generated_password}")
     await chancy.check_migrations()
