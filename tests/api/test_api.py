@@ -239,6 +239,47 @@ async def test_queue_lifecycle(client: Any, admin: dict[str, str], app: Chancy) 
     assert (await client.get("/api/v1/jobs?queue=emails", headers=admin)).json()["jobs"] == []
 
 
+async def test_queue_limits_are_set_and_their_usage_shown(
+    client: Any, admin: dict[str, str], app: Chancy
+) -> None:
+    created = await client.post(
+        "/api/v1/queues",
+        headers=admin,
+        json={"name": "api-calls", "executor": "async", "rate_limit": 100, "rate_limit_window": 60},
+    )
+    assert created.status_code == 200, created.text
+    limits = {
+        "global_concurrency": 4,
+        "partition_concurrency": 1,
+        "partition_rate_limit": 10,
+        "partition_rate_limit_window": 30,
+    }
+    updated = await client.post("/api/v1/queues/api-calls", headers=admin, json=limits)
+    assert updated.status_code == 200, updated.text
+    stored = await app.get_queue("api-calls")
+    assert {k: getattr(stored, k) for k in limits} == limits
+    assert stored.rate_limit == 100
+    for key in ("acme", "acme", "globex"):
+        await app.push(Job(func=NOOP, queue="api-calls").with_partition_key(key))
+    worker = Worker(app, worker_id="api-test", register_signal_handlers=False)
+    async with app.pool.connection() as conn:
+        claim = await worker.fetch_claim(stored, conn, up_to=10)
+    assert len(claim.jobs) == 2  # one per key: partition_concurrency 1
+    detail = (await client.get("/api/v1/queues/api-calls", headers=admin)).json()
+    assert detail["limits"]["running"] == 2 and detail["limits"]["started_in_window"] == 2
+    assert detail["limits"]["partitions"] == {
+        "acme": {"running": 1, "started_in_window": 1},
+        "globex": {"running": 1, "started_in_window": 1},
+    }
+    # A queue without limits has none to show.
+    await app.declare(Queue("plain"))
+    assert (await client.get("/api/v1/queues/plain", headers=admin)).json()["limits"] is None
+    bad = await client.post(
+        "/api/v1/queues/api-calls", headers=admin, json={"partition_rate_limit_window": None}
+    )
+    assert bad.status_code == 400 and "partition_rate_limit" in bad.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [

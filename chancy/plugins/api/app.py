@@ -70,6 +70,9 @@ from chancy.store.store import queue_from_row
 
 log = logging.getLogger("chancy.api")
 
+#: A queue's page lists the usage of at most this many partition keys (the busiest).
+_MAX_LIMIT_KEYS = 100
+
 __all__ = ["ApiError", "Dashboard", "build_starlette_app"]
 
 STATES = tuple(s.value for s in QueuedJob.State)
@@ -540,7 +543,20 @@ class Dashboard:
         workers = await self.fetch_all("api_workers")
         serving = [w["worker_id"] for w in workers if queue.name in (w["queues"] or [])]
         empty = {"waiting": 0, "running": 0, "estimated": False}
-        return {**queue.pack(), **depths.get(queue.name, empty), "workers": serving}
+        limits = None
+        if queue.has_limits:
+            limits = await self.chancy.get_limit_usage(queue.name)
+            keys = limits["partitions"]
+            if len(keys) > _MAX_LIMIT_KEYS:
+                busiest = sorted(keys, key=lambda k: (-keys[k]["running"], k))[:_MAX_LIMIT_KEYS]
+                limits["partitions"] = {k: keys[k] for k in busiest}
+                limits["partitions_truncated"] = True
+        return {
+            **queue.pack(),
+            **depths.get(queue.name, empty),
+            "workers": serving,
+            "limits": limits,
+        }
 
     @staticmethod
     def _queue_from(data: Mapping[str, Any], base: Queue | None) -> Queue:
@@ -553,6 +569,10 @@ class Dashboard:
             "polling_interval",
             "rate_limit",
             "rate_limit_window",
+            "global_concurrency",
+            "partition_concurrency",
+            "partition_rate_limit",
+            "partition_rate_limit_window",
             "eager_polling",
         }
         unknown = set(data) - allowed

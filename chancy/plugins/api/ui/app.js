@@ -477,6 +477,7 @@
             h("div", { class: "label" }, "running")),
           h("div", { class: "card" }, h("div", { class: "value" }, String(q.workers.length)),
             h("div", { class: "label" }, "workers serving"))),
+        q.limits ? limitsPanel(q) : null,
         queueSettings(q, render)]);
       if (config && config.features.metrics) {
         const since = new Date(Date.now() - 3600000);
@@ -496,6 +497,23 @@
     await render();
   }
 
+  function limitsPanel(q) {
+    // What the queue's flow-control limits use now, for the queue and its busiest keys.
+    const u = q.limits;
+    const of = (used, limit) => (limit === null || limit === undefined ? String(used) : `${used} / ${limit}`);
+    const keys = Object.entries(u.partitions || {});
+    return h("div", { class: "panel", id: "queue-limits" }, h("h2", {}, "Limits in use"),
+      h("p", {}, "Running: ", of(u.running, q.global_concurrency),
+        u.started_in_window === null ? "" : ` · started in the last ${q.rate_limit_window}s: ` +
+          of(u.started_in_window, q.rate_limit)),
+      keys.length ? table(["Partition key", "Running", "Started in window"], keys.map(([key, k]) =>
+        h("tr", { "data-key": key }, h("td", { class: "mono" }, key),
+          h("td", { class: "num" }, of(k.running, q.partition_concurrency)),
+          h("td", { class: "num" }, k.started_in_window === null ? "—" :
+            of(k.started_in_window, q.partition_rate_limit)))), "") : null,
+      u.partitions_truncated ? h("p", { class: "muted" }, "Only the busiest keys are shown.") : null);
+  }
+
   function queueSettings(q, after) {
     const fields = {
       concurrency: h("input", { type: "number", min: 1, value: q.concurrency === null ? "" : q.concurrency,
@@ -508,6 +526,11 @@
       rate_limit_window: h("input", { type: "number", min: 1,
         value: q.rate_limit_window === null ? "" : q.rate_limit_window, disabled: !canAct() }),
     };
+    for (const name of ["global_concurrency", "partition_concurrency", "partition_rate_limit",
+      "partition_rate_limit_window"]) {
+      fields[name] = h("input", { type: "number", min: 1, name,
+        value: q[name] === null || q[name] === undefined ? "" : q[name], disabled: !canAct() });
+    }
     const eager = h("input", { type: "checkbox", checked: q.eager_polling, disabled: !canAct() });
     const numOrNull = (el) => (el.value === "" ? null : Number(el.value));
     const form = h("form", { class: "panel", id: "queue-settings", onsubmit: async (ev) => {
@@ -518,6 +541,10 @@
         tags: fields.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
         rate_limit: numOrNull(fields.rate_limit),
         rate_limit_window: numOrNull(fields.rate_limit_window),
+        global_concurrency: numOrNull(fields.global_concurrency),
+        partition_concurrency: numOrNull(fields.partition_concurrency),
+        partition_rate_limit: numOrNull(fields.partition_rate_limit),
+        partition_rate_limit_window: numOrNull(fields.partition_rate_limit_window),
         eager_polling: eager.checked,
       };
       if (await act("Saved", () => post("queues/" + encodeURIComponent(q.name), body))) after();
@@ -529,6 +556,11 @@
       h("label", {}, "Rate limit", fields.rate_limit),
       h("label", {}, "Rate window (s)", fields.rate_limit_window),
       h("label", {}, "Eager polling", eager)),
+    h("div", { class: "row" },
+      h("label", {}, "Running at once, all workers", fields.global_concurrency),
+      h("label", {}, "Running at once, per key", fields.partition_concurrency),
+      h("label", {}, "Rate limit per key", fields.partition_rate_limit),
+      h("label", {}, "Per-key window (s)", fields.partition_rate_limit_window)),
     h("p", { class: "muted" }, "Executor: ", h("code", {}, q.executor)),
     canAct() ? h("div", { class: "row" }, h("button", { class: "primary", type: "submit" }, "Save"),
       h("button", { class: "danger", type: "button", onclick: async () => {
