@@ -223,7 +223,13 @@ async def test_operator_walks_through_the_dashboard(page: Any, served: dict[str,
     await shot(page, "workers")
     await page.click("#nav a[data-page=crons]")
     await page.wait_for_selector("tr[data-cron=nightly]")
+    # Pause the schedule (it shows as paused), then resume it.
+    await page.click("tr[data-cron=nightly] button[data-action=pause]")
+    await page.wait_for_selector("tr[data-cron=nightly] .badge.paused")
     await shot(page, "crons")
+    await page.click("tr[data-cron=nightly] button[data-action=resume]")
+    await page.wait_for_selector("tr[data-cron=nightly] button[data-action=pause]")
+    assert await page.locator("tr[data-cron=nightly] .badge.paused").count() == 0
     await page.click("#nav a[data-page=workflows]")
     await page.click(f"tr[data-workflow='{served['workflow']}'] a")
     await page.wait_for_selector("#workflow-graph svg g.node[data-state=succeeded]")
