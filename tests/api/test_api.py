@@ -437,13 +437,21 @@ async def test_job_counts_exact_then_estimated(app: Chancy, client_for: Any, dsn
         assert counts["failed"] == {"count": 1, "estimated": False}
         assert counts["running"]["count"] == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {app.prefix}jobs SET state = 'succeeded', completed_at = now()"  # type: ignore[arg-type]
+            f" WHERE id IN (SELECT id FROM {app.prefix}jobs WHERE state = 'pending' LIMIT 20)"
+        )
         conn.execute(f"ANALYZE {app.prefix}jobs")  # type: ignore[arg-type]
-    async with client_for(make_asgi(app, count_threshold=2)) as client:
+    async with client_for(make_asgi(app, count_threshold=5)) as client:
         headers = await login(client)
         counts = (await client.get("/api/v1/jobs/counts", headers=headers)).json()["counts"]
-        # 31 rows > 10 x threshold: the planner's estimates, no scan.
-        assert counts["pending"]["estimated"] is True
-        assert counts["pending"]["count"] > 2
+        # 31 rows > threshold: waiting and running counted (capped) through their partial
+        # indexes, finished ones estimated from the statistics; no scan of finished jobs.
+        assert counts["pending"] == {"count": 5, "estimated": True}  # 10 pending, capped
+        assert counts["running"] == {"count": 0, "estimated": False}
+        assert counts["retrying"] == {"count": 0, "estimated": False}
+        assert counts["succeeded"] == {"count": 20, "estimated": True}
+        assert counts["failed"] == {"count": 1, "estimated": True}
         listed = (await client.get("/api/v1/jobs?count=1", headers=headers)).json()
         assert listed["total"]["estimated"] is True
 

@@ -759,7 +759,43 @@ class Dashboard:
     async def _big_table(self, cur: psycopg.AsyncCursor[Any]) -> bool:
         await cur.execute(self.q["api_jobs_table_estimate"], {"table": f"{self.chancy.prefix}jobs"})
         row = await cur.fetchone()
-        return bool(row) and int(row["estimate"] or 0) > self.count_threshold * 10  # type: ignore[index]
+        return bool(row) and int(row["estimate"] or 0) > self.count_threshold  # type: ignore[index]
+
+    async def _whole_table_counts(
+        self, cur: psycopg.AsyncCursor[Any], stats: Mapping[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """Per-state counts of a big table without scanning its finished jobs.
+
+        The waiting and running states are counted exactly (capped) through their small
+        partial indexes; the finished ones are the live row count times the share of each
+        state that the last ANALYZE saw (estimates).
+        """
+        counts: dict[str, dict[str, Any]] = {}
+        cap = self.count_threshold + 1
+        await cur.execute(self.q["api_jobs_active_counts"], {"cap": cap})
+        row: Any = await cur.fetchone()
+        for state in ("pending", "retrying", "running"):
+            n = int(row[state])
+            counts[state] = {"count": min(n, self.count_threshold), "estimated": n >= cap}
+        total = int(stats.get("estimate") or 0)
+        freqs = dict(zip(stats.get("states") or [], stats.get("freqs") or [], strict=False))
+        if freqs:
+            # As the planner reads the statistics: a state among the most common values has
+            # its share; the others split what is left evenly.
+            distinct = float(stats.get("n_distinct") or 0)
+            if distinct < 0:
+                distinct = -distinct * total
+            rest = max(0.0, 1.0 - sum(float(f) for f in freqs.values()))
+            others = max(1.0, distinct - len(freqs))
+            for state in ("succeeded", "failed"):
+                share = float(freqs[state]) if state in freqs else rest / others
+                counts[state] = {"count": round(total * share), "estimated": True}
+        else:
+            # Never analyzed: whatever is not waiting or running counts as finished.
+            finished = max(0, total - sum(c["count"] for c in counts.values()))
+            counts["succeeded"] = {"count": finished, "estimated": True}
+            counts["failed"] = {"count": 0, "estimated": True}
+        return {st: counts[st] for st in STATES}
 
     async def jobs(self, request: Request) -> Any:
         params = dict(request.query_params)
@@ -794,16 +830,9 @@ class Dashboard:
                 self.q["api_jobs_state_stats"], {"table": f"{self.chancy.prefix}jobs"}
             )
             stats = await cur.fetchone() or {}
-            big = int(stats.get("estimate") or 0) > self.count_threshold * 10
+            big = int(stats.get("estimate") or 0) > self.count_threshold
             if big and isinstance(base, JobRules.All):
-                # The whole table: the planner's per-state statistics, one catalog read.
-                total = int(stats["estimate"])
-                freqs = dict(zip(stats.get("states") or [], stats.get("freqs") or [], strict=False))
-                counts = {
-                    st: {"count": round(total * float(freqs.get(st, 0))), "estimated": True}
-                    for st in STATES
-                }
-                return {"counts": counts}
+                return {"counts": await self._whole_table_counts(cur, stats)}
             if big:
                 counts = {}
                 for state in STATES:

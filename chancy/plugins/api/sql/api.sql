@@ -38,8 +38,9 @@ SELECT count(*) AS n FROM (
 EXPLAIN (FORMAT JSON) SELECT 1 FROM {prefix}jobs AS j WHERE ({where});
 
 -- name: api_jobs_table_estimate
--- The table's row estimate from the catalog (no scan at all).
-SELECT greatest(c.reltuples, 0)::bigint AS estimate
+-- The table's live row count as the statistics system keeps it (updated as transactions
+-- end, unlike reltuples, which only ANALYZE and VACUUM refresh): no scan at all.
+SELECT greatest(pg_stat_get_live_tuples(c.oid), c.reltuples, 0)::bigint AS estimate
 FROM pg_class AS c WHERE c.oid = to_regclass(%(table)s);
 
 -- name: api_job_get
@@ -107,11 +108,25 @@ SELECT s.state, (
 ) AS n
 FROM unnest(%(states)s::text[]) AS s(state);
 
+-- name: api_jobs_active_counts
+-- The waiting and running jobs of the whole table, each state counted up to a cap. The
+-- states are constants so that each count reads its small partial index (jobs_claim,
+-- jobs_running), never the finished jobs.
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {prefix}jobs WHERE state = 'pending' LIMIT %(cap)s) AS c) AS pending,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {prefix}jobs WHERE state = 'retrying' LIMIT %(cap)s) AS c) AS retrying,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {prefix}jobs WHERE state = 'running' LIMIT %(cap)s) AS c) AS running;
+
 -- name: api_jobs_state_stats
--- Per-state row estimates of the whole table from the planner's statistics (no scan).
-SELECT greatest(c.reltuples, 0)::bigint AS estimate,
+-- The table's live row count and the state column's most common values and their shares
+-- at the last ANALYZE (no scan).
+SELECT greatest(pg_stat_get_live_tuples(c.oid), c.reltuples, 0)::bigint AS estimate,
        s.most_common_vals::text::text[] AS states,
-       s.most_common_freqs AS freqs
+       s.most_common_freqs AS freqs,
+       s.n_distinct
 FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_stats AS s
