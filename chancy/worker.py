@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import platform
 import re
@@ -102,6 +103,9 @@ class Worker:
         self._producers: dict[str, Producer] = {}
         self._producer_tasks: dict[str, asyncio.Task[None]] = {}
         self._running: dict[uuid.UUID, QueuedJob] = {}
+        #: Jobs interrupted because our heartbeat lease lapsed: their runs are given back
+        #: (pending, no attempt used), not failed; see on_liveness_lost.
+        self._abandoned: set[uuid.UUID] = set()
         self._all_done = asyncio.Event()
         self._all_done.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -385,8 +389,15 @@ class Worker:
             asyncio.get_running_loop().create_task(executor.cancel(Reference(job_id)))
 
     def on_liveness_lost(self) -> None:
-        """Our heartbeat lease lapsed: our jobs are being recovered elsewhere; interrupt them."""
+        """Our heartbeat lease lapsed: our jobs are being recovered elsewhere; interrupt them.
+
+        The interruption is not the job's fault (the database may only have restarted), so
+        each interrupted run is given back like a run cut short at shutdown: pending again,
+        no attempt used. The write is fenced by the claim, so a job that Recovery already
+        returned (or another worker already runs) is left alone.
+        """
         self.hub.emit("worker.heartbeat.lost", {"running": len(self._running)})
+        self._abandoned.update(self._running)
         for job_id in list(self._running):
             self._cancel_local(job_id)
 
@@ -441,7 +452,15 @@ class Worker:
         """Take a job's outcome from an executor: buffer it for the completer."""
         outcome = update if isinstance(update, Outcome) else Outcome(update)
         job = outcome.job
-        self._running.pop(job.id, None)
+        claimed = self._running.pop(job.id, None)
+        if self._abandoned and job.id in self._abandoned:
+            self._abandoned.discard(job.id)
+            if claimed is not None and job.state in (
+                QueuedJob.State.FAILED,
+                QueuedJob.State.RETRYING,
+            ):
+                outcome = Outcome(dataclasses.replace(claimed, state=QueuedJob.State.PENDING))
+                job = outcome.job
         if not self._running:
             self._all_done.set()
         self.completer.add(outcome)

@@ -156,6 +156,24 @@ async def test_cancel_interrupts_a_running_job_and_frees_its_slot(
     assert (await chancy.wait_for_job(after, timeout=5)).state == "succeeded"  # type: ignore[union-attr]
 
 
+async def test_a_lapsed_heartbeat_gives_running_jobs_back_instead_of_failing_them(
+    chancy: Chancy, worker: Worker
+) -> None:
+    """A worker that could not renew its lease (say the database restarted) interrupts its
+    jobs; the runs were not the jobs' fault, so they are pending again with no attempt used."""
+    ref = await chancy.push(J("sleepy", kwargs={"seconds": 60}, max_attempts=1))
+    await eventually(lambda: _state(chancy, ref, ("running",)))
+    lost = asyncio.ensure_future(worker.hub.wait_for("worker.heartbeat.lost", timeout=10))
+    # As if the last renewal were long ago: the heartbeat loop notices within a second.
+    assert worker.heartbeat.last_ok is not None
+    worker.heartbeat.last_ok -= 3600
+    await lost
+    await eventually(lambda: len(worker.executors["a"]) == 0, message="slot freed")
+    await eventually(lambda: _state(chancy, ref, ("pending",)), message="job given back")
+    job = await chancy.get_job(ref)
+    assert job is not None and job.attempts == 0 and job.errors == []
+
+
 async def test_priority_then_fifo_at_concurrency_one(chancy: Chancy) -> None:
     await chancy.declare(Queue("one", executor=ASYNC, concurrency=1, polling_interval=60))
     jobs.ORDER.clear()
