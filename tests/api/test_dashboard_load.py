@@ -30,7 +30,7 @@ from chancy import Chancy, Job, Queue, Worker
 from chancy.plugins.leadership import ImmediateLeadership
 from chancy.plugins.metrics import Metrics
 from tests.api.conftest import USERS, make_asgi
-from tests.limits.cluster import Cluster, find_pg_bin
+from tests.cluster import Cluster, find_pg_bin
 
 httpx = pytest.importorskip("httpx")
 

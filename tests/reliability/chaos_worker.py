@@ -1,0 +1,55 @@
+"""A chaos-test worker process: ``python -m tests.reliability.chaos_worker WORKER_ID``.
+
+Short heartbeats and a fast Recovery, so a killed worker's jobs come back within seconds,
+and no cap on recoveries (a job may see many of its workers killed). The DSN and prefix come
+from the environment (``tests.reliability.chaos_jobs``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from chancy import Chancy, Worker
+from chancy.plugins.leadership import Leadership
+from chancy.plugins.recovery import Recovery
+from tests.reliability.chaos_jobs import DSN_ENV, PREFIX_ENV
+
+HEARTBEAT = 0.5
+HEARTBEAT_TIMEOUT = 2.0
+
+
+async def serve(worker_id: str) -> None:
+    app = Chancy(
+        os.environ[DSN_ENV],
+        prefix=os.environ[PREFIX_ENV],
+        plugins=[
+            Leadership(poll_interval=0.5, timeout=2.0),
+            Recovery(poll_interval=0.5, max_recoveries=10_000),
+        ],
+        no_default_plugins=True,
+        min_connection_pool_size=1,
+        max_connection_pool_size=3,
+    )
+    async with app:
+        worker = Worker(
+            app,
+            worker_id=worker_id,
+            heartbeat_poll_interval=HEARTBEAT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            shutdown_timeout=5,
+        )
+        async with worker:
+            print(f"ready {worker_id} {os.getpid()}", flush=True)
+            await worker.wait_for_shutdown()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format=f"{sys.argv[1]} %(levelname)s %(message)s")
+    asyncio.run(serve(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()
