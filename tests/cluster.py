@@ -38,9 +38,13 @@ def _free_port() -> int:
 class Cluster:
     """``with Cluster() as c:`` a running server at ``c.dsn``; ``crash_and_restart()``."""
 
-    def __init__(self, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: dict[str, str] | None = None, *, listen: tuple[str, ...] = ()
+    ) -> None:
         #: Extra server settings (``-c name=value``), e.g. shared_preload_libraries.
         self.settings = settings or {}
+        #: Addresses to listen on besides 127.0.0.1 (clients from anywhere are trusted).
+        self.listen = listen
         bin_dir = find_pg_bin()
         if bin_dir is None:
             raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
@@ -55,7 +59,10 @@ class Cluster:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres?connect_timeout=5"
+        return self.dsn_at("127.0.0.1")
+
+    def dsn_at(self, host: str) -> str:
+        return f"postgresql://postgres@{host}:{self.port}/postgres?connect_timeout=5"
 
     def _run(self, *args: str) -> None:
         cmd = [str(self.bin / args[0]), *args[1:]]
@@ -70,7 +77,8 @@ class Cluster:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+            f"-p {self.port} -k {self.root}"
+            f" -c listen_addresses={','.join(('127.0.0.1', *self.listen))}"
             " -c max_connections=40 -c shared_buffers=32MB"
         )
         for name, value in self.settings.items():
@@ -90,6 +98,9 @@ class Cluster:
             self._run(
                 "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
             )
+            if self.listen:
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.write("host all all 0.0.0.0/0 trust\n")
             self.start()
         except BaseException:
             self._remove()

@@ -112,3 +112,10 @@ def memhog(*, job: QueuedJob) -> None:
 def suicide(*, job: QueuedJob) -> None:
     if record_sync(job, "suicide") == 0:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def partitioned(seconds: float, *, job: QueuedJob) -> dict[str, Any]:
+    """Record the run, work for ``seconds``, and say which worker ran it."""
+    await record_async(job, "partitioned")
+    await asyncio.sleep(seconds)
+    return {"worker": job.taken_by, "pid": os.getpid()}
