@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 from chancy.errors import InvalidJobError
-from chancy.utils import importable_name, is_import_path
+from chancy.utils import check_text, importable_name, is_import_path
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
@@ -85,7 +85,13 @@ class Limit:
 
     @classmethod
     def deserialize(cls, data: Mapping[str, Any]) -> Limit:
-        return cls(cls.Type(data["t"]), data["v"])
+        try:
+            return cls(cls.Type(data["t"]), data["v"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"invalid limit {data!r:.200}: a limit is stored as"
+                f' {{"t": "memory" or "time", "v": <int>}} ({type(exc).__name__}: {exc})'
+            ) from None
 
     def serialize(self) -> dict[str, Any]:
         return {"t": self.type_.value, "v": self.value}
@@ -185,6 +191,13 @@ class Job:
             raise InvalidJobError(
                 f"unique_key must be a non-empty string or None, got {self.unique_key!r}"
             )
+        for name in ("unique_key", "partition_key"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    check_text(value, name)
+                except ValueError as exc:
+                    raise InvalidJobError(str(exc)) from None
         if self.meta is None:
             object.__setattr__(self, "meta", {})
         elif not isinstance(self.meta, dict):
@@ -336,6 +349,42 @@ class QueuedJob(Job):
             # '' is how a keyless job on a queue with per-key limits is stored (job_insert_many).
             partition_key=data.get("partition_key") or None,
         )
+
+
+def unpack_claimed(data: Mapping[str, Any]) -> QueuedJob:
+    """``QueuedJob.unpack`` for a row a worker just claimed, which never raises.
+
+    A row edited by hand into something a job cannot be (meta or limits of the wrong type, a
+    func that is not an import path, ...) becomes the job's failed outcome, with an error that
+    says what is wrong, so the worker writes it (fenced by the claim) and serves on.
+    """
+    try:
+        return QueuedJob.unpack(data)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    func = data.get("func")
+    attempts = data.get("attempts")
+    attempts = attempts if isinstance(attempts, int) else 0
+    max_attempts = data.get("max_attempts")
+    return QueuedJob(
+        id=data["id"],
+        func=func if isinstance(func, str) and is_import_path(func) else "chancy.invalid_job",
+        queue=data["queue"],
+        claim_id=data.get("claim_id"),
+        attempts=attempts + 1,
+        max_attempts=max_attempts if isinstance(max_attempts, int) and max_attempts > 0 else 1,
+        state=QueuedJob.State.FAILED,
+        errors=[
+            {
+                "attempt": attempts,
+                "traceback": (
+                    f"The stored job is invalid and was not run: {reason[:2000]}. Fix the row"
+                    " (or push the job again) and retry it."
+                ),
+            }
+        ],
+        taken_by=data.get("taken_by"),
+    )
 
 
 _TERMINAL = frozenset({"succeeded", "failed"})

@@ -175,3 +175,56 @@ def timed_block() -> Iterator[_Timer]:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default)
+_JSONB_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False)
+
+
+def jsonb_dumps(obj: Any) -> str:
+    """JSON text that PostgreSQL's ``jsonb`` accepts, or a ``ValueError`` saying what to fix.
+
+    Beyond ``json_dumps``: NaN and infinities are refused (JSON has no such numbers), and so
+    are strings holding the NUL character or a lone surrogate, which ``jsonb`` cannot store.
+    The strings are only walked when the text shows an escape that may be one of those.
+    """
+    text = _JSONB_ENCODER.encode(obj)
+    if "\\u0000" in text or "\\ud" in text:
+        _check_strings(obj)
+    return text
+
+
+def _check_strings(obj: Any) -> None:
+    if isinstance(obj, str):
+        check_text(obj)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _check_strings(key)
+            _check_strings(value)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            _check_strings(value)
+
+
+def check_text(value: str, what: str = "a string") -> None:
+    """Raise ``ValueError`` when PostgreSQL cannot store ``value`` as text (NUL, surrogates)."""
+    if "\x00" in value:
+        raise ValueError(
+            f"{what} contains the NUL character (\\x00), which PostgreSQL cannot store in text"
+            " or jsonb; remove it, or encode binary data (e.g. base64)"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{what} contains a lone surrogate ({value!r:.60}), which is not valid UTF-8;"
+            " decode your input with errors='replace' or fix its encoding"
+        ) from None
+
+
+def safe_text(value: str) -> str:
+    """``value`` with what PostgreSQL cannot store (NUL, lone surrogates) escaped visibly."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value

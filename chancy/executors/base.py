@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from chancy.errors import JobFailedError, Retry, Snooze
 from chancy.job import COMPLETED_STATES, Limit, QueuedJob, Reference
 from chancy.plugin import plugins_with
-from chancy.utils import import_string, json_dumps
+from chancy.utils import import_string, jsonb_dumps, safe_text
 
 if TYPE_CHECKING:
     from chancy.queue import Queue
@@ -59,9 +59,9 @@ def encode_result(result: Any, max_size: int) -> tuple[str | None, str | None]:
     if result is None:
         return None, None
     try:
-        text = json_dumps(result)
+        text = jsonb_dumps(result)
     except (TypeError, ValueError) as exc:
-        return None, f"the return value is not JSON-serialisable: {exc}"
+        return None, f"the return value is not JSON-serialisable, so it cannot be stored: {exc}"
     if len(text) > max_size:
         return None, (
             f"the return value is {len(text)} bytes as JSON, over the {max_size}-byte limit;"
@@ -354,7 +354,8 @@ def build_outcome(
             evolve(job, state=QueuedJob.State.SUCCEEDED, attempts=attempts, meta=meta, result=None),
             result_json=result_json,
         )
-    errors = [*job.errors, {"attempt": job.attempts, "traceback": format_exception(exc)}]
+    traceback_text = safe_text(format_exception(exc))
+    errors = [*job.errors, {"attempt": job.attempts, "traceback": traceback_text}]
     failed = attempts >= job.max_attempts
     state = QueuedJob.State.FAILED if failed else QueuedJob.State.RETRYING
     delay = exc.delay if isinstance(exc, Retry) and not failed else None

@@ -7,6 +7,7 @@ connection or inside the caller's transaction. Encoding happens here, once per j
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -14,11 +15,13 @@ from typing import Any, LiteralString
 
 from chancy.errors import InvalidJobError
 from chancy.executors.base import Outcome
-from chancy.job import DefaultNow, Job, QueuedJob, Reference
+from chancy.job import DefaultNow, Job, QueuedJob, Reference, unpack_claimed
 from chancy.queue import Queue
 from chancy.store.loader import Queries
 from chancy.store.runner import Plan, Spec
-from chancy.utils import chancy_uuid, json_dumps
+from chancy.utils import chancy_uuid, json_dumps, jsonb_dumps
+
+log = logging.getLogger("chancy.store")
 
 #: Batches at least this large, without unique keys, are written with COPY.
 COPY_THRESHOLD = 2000
@@ -61,7 +64,7 @@ def _where(job: Job, index: int | None) -> str:
 def encode_job(job: Job, index: int | None = None) -> EncodedJob:
     """Encode a job's columns, raising InvalidJobError before anything is written."""
     try:
-        kwargs = json_dumps(job.kwargs) if job.kwargs else _EMPTY_OBJ
+        kwargs = jsonb_dumps(job.kwargs) if job.kwargs else _EMPTY_OBJ
     except (TypeError, ValueError) as exc:
         raise InvalidJobError(
             f"{_where(job, index)}: kwargs are not JSON-serialisable ({exc}); pass plain data"
@@ -69,7 +72,7 @@ def encode_job(job: Job, index: int | None = None) -> EncodedJob:
             " inside the job"
         ) from None
     try:
-        meta = json_dumps(job.meta) if job.meta else _EMPTY_OBJ
+        meta = jsonb_dumps(job.meta) if job.meta else _EMPTY_OBJ
     except (TypeError, ValueError) as exc:
         raise InvalidJobError(
             f"{_where(job, index)}: meta is not JSON-serialisable ({exc})"
@@ -113,7 +116,7 @@ class Claim:
 def _decode_limited_claim(rows: list[dict[str, Any]]) -> Claim:
     if not rows:
         return Claim([])  # the queue no longer exists
-    jobs = [QueuedJob.unpack(row) for row in rows if row["id"] is not None]
+    jobs = [unpack_claimed(row) for row in rows if row["id"] is not None]
     jobs.sort(key=lambda j: (-j.priority, j.id))
     status = rows[0]
     retry_ms = status["limit_retry_ms"]
@@ -190,6 +193,22 @@ def _copy_text(rows: list[EncodedJob], now: datetime, keyed: set[str]) -> Iterat
             lines = []
     if lines:
         yield "".join(lines)
+
+
+def _outcome_json(value: Any, job: QueuedJob, field: str) -> str | None:
+    """A finished job's ``errors`` or ``meta`` as jsonb text; None (keep the stored value)
+    when it cannot be stored, so one job's bad data never fails a whole batch of outcomes."""
+    try:
+        return jsonb_dumps(value)
+    except (TypeError, ValueError) as exc:
+        log.error(
+            "job %s (%s): its %s cannot be stored (%s); kept as before",
+            job.id,
+            job.func,
+            field,
+            exc,
+        )
+        return None
 
 
 def _one(decode: Any) -> Any:
@@ -340,7 +359,7 @@ class Store:
 
     def job_fetch(self, queue: str, limit: int, worker_id: str) -> Spec[list[QueuedJob]]:
         def decode(rows: list[dict[str, Any]]) -> list[QueuedJob]:
-            jobs = [QueuedJob.unpack(row) for row in rows]
+            jobs = [unpack_claimed(row) for row in rows]
             jobs.sort(key=lambda j: (-j.priority, j.id))
             return jobs
 
@@ -412,8 +431,8 @@ class Store:
             claims.append(job.claim_id)
             states.append(str(job.state))
             attempts.append(job.attempts)
-            errors.append(json_dumps(job.errors) if job.errors else None)
-            metas.append(json_dumps(job.meta) if job.meta else None)
+            errors.append(_outcome_json(job.errors, job, "errors") if job.errors else None)
+            metas.append(_outcome_json(job.meta, job, "meta") if job.meta else None)
             results.append(o.result_json)
             delays.append(o.delay)
         # Each array goes as one array literal: psycopg would otherwise dump every element

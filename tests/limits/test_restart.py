@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from chancy import Chancy, Queue, Worker
-from tests.conftest import eventually
 from tests.cluster import Cluster, find_pg_bin
+from tests.conftest import eventually
 from tests.limits.test_limits import ASYNC, J, count_states, push
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

@@ -119,3 +119,55 @@ async def partitioned(seconds: float, *, job: QueuedJob) -> dict[str, Any]:
     await record_async(job, "partitioned")
     await asyncio.sleep(seconds)
     return {"worker": job.taken_by, "pid": os.getpid()}
+
+
+class _Batcher:
+    """Records runs of one event loop in batches: one INSERT per round trip, not per job.
+
+    A job returns only once its row is written, so a finished job's run is on record.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Any, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def add(self, job_id: Any) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((job_id, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        prefix = os.environ[PREFIX_ENV]
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                conn = _async.get(-1)
+                if conn is None or conn.closed:
+                    conn = _async[-1] = await psycopg.AsyncConnection.connect(
+                        os.environ[DSN_ENV], autocommit=True
+                    )
+                await conn.execute(
+                    f"INSERT INTO {prefix}drain_runs (job_id, pid)"  # type: ignore[arg-type]
+                    " SELECT unnest(%s::uuid[]), %s",
+                    ([job_id for job_id, _ in batch], os.getpid()),
+                )
+            except Exception as exc:
+                _async.pop(-1, None)
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for _, future in batch:
+                future.set_result(None)
+
+
+_batchers: dict[int, _Batcher] = {}
+
+DRAIN_TABLE_DDL = "CREATE TABLE {prefix}drain_runs (job_id uuid NOT NULL, pid int NOT NULL)"
+
+
+async def counted(*, job: QueuedJob) -> None:
+    """A no-op that records its run (batched), for the exactly-once drain."""
+    batcher = _batchers.setdefault(id(asyncio.get_running_loop()), _Batcher())
+    await batcher.add(job.id)

@@ -35,7 +35,7 @@ async def test_up_down_up_round_trips(dsn: str, prefix: str) -> None:
         try:
             await app.migrate()
             found = await versions(dsn, prefix)
-            assert (found["cron"], found["workflow"]) == (3, 4)
+            assert (found["cron"], found["workflow"]) == (4, 4)
             assert await app.is_up_to_date()
             first = await catalog(dsn, prefix)
             names = {name for _, name, _ in first}
@@ -43,6 +43,7 @@ async def test_up_down_up_round_trips(dsn: str, prefix: str) -> None:
                 "cron.unique_key",
                 "cron.next_run",
                 "cron.timezone",
+                "cron.paused_at",
                 "workflows.state",
                 "workflow_steps.dependencies",
                 "workflow_steps.state",
