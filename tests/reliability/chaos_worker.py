@@ -13,14 +13,20 @@ import os
 import sys
 
 from chancy import Chancy, Worker
+from chancy.plugin import Plugin
 from chancy.plugins.leadership import Leadership
+from chancy.plugins.pruner import Pruner
 from chancy.plugins.recovery import Recovery
+from chancy.rule import JobRules
 from tests.reliability.chaos_jobs import DSN_ENV, PREFIX_ENV
 
 HEARTBEAT = 0.5
 HEARTBEAT_TIMEOUT = 2.0
 #: Overrides HEARTBEAT_TIMEOUT for one worker process (the partition test).
 TIMEOUT_ENV = "CHANCY_CHAOS_HEARTBEAT_TIMEOUT"
+#: When set (seconds), the worker also runs the Pruner, deleting finished jobs that old
+#: (the soak test).
+PRUNE_ENV = "CHANCY_CHAOS_PRUNE_AFTER"
 
 
 async def serve(worker_id: str) -> None:
@@ -30,6 +36,7 @@ async def serve(worker_id: str) -> None:
         plugins=[
             Leadership(poll_interval=0.5, timeout=2.0),
             Recovery(poll_interval=0.5, max_recoveries=10_000),
+            *_pruner(),
         ],
         no_default_plugins=True,
         min_connection_pool_size=1,
@@ -46,6 +53,13 @@ async def serve(worker_id: str) -> None:
         async with worker:
             print(f"ready {worker_id} {os.getpid()}", flush=True)
             await worker.wait_for_shutdown()
+
+
+def _pruner() -> list[Plugin]:
+    after = os.environ.get(PRUNE_ENV)
+    if not after:
+        return []
+    return [Pruner(JobRules.Age() > float(after), poll_interval=1, maximum_to_prune=100_000)]
 
 
 def main() -> None:
