@@ -41,6 +41,7 @@ _INSERT = (
 
 _sync: psycopg.Connection[Any] | None = None
 _async: dict[int, psycopg.AsyncConnection[Any]] = {}
+_connecting: dict[int, asyncio.Lock] = {}
 
 
 def _sql() -> str:
@@ -68,16 +69,24 @@ def record_sync(job: QueuedJob, kind: str) -> int:
             time.sleep(0.2)
 
 
+async def _loop_conn(key: int) -> psycopg.AsyncConnection[Any]:
+    """One side-table connection per event loop, opened once however many jobs ask at once."""
+    lock = _connecting.setdefault(key, asyncio.Lock())
+    async with lock:
+        conn = _async.get(key)
+        if conn is None or conn.closed:
+            conn = _async[key] = await psycopg.AsyncConnection.connect(
+                os.environ[DSN_ENV], autocommit=True, connect_timeout=5
+            )
+        return conn
+
+
 async def record_async(job: QueuedJob, kind: str) -> int:
     loop = id(asyncio.get_running_loop())
     deadline = time.monotonic() + PATIENCE
     while True:
         try:
-            conn = _async.get(loop)
-            if conn is None or conn.closed:
-                conn = _async[loop] = await psycopg.AsyncConnection.connect(
-                    os.environ[DSN_ENV], autocommit=True, connect_timeout=5
-                )
+            conn = await _loop_conn(loop)
             cur = await conn.execute(_sql(), _params(job, kind))  # type: ignore[arg-type]
             row = await cur.fetchone()
             return int(row[0]) if row else 0
@@ -86,6 +95,11 @@ async def record_async(job: QueuedJob, kind: str) -> int:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def work(ms: int = 0) -> None:
+    """A job that only takes a little time (the soak test: no side table)."""
+    await asyncio.sleep(ms / 1000)
 
 
 async def normal(ms: int = 0, *, job: QueuedJob) -> None:
@@ -143,18 +157,14 @@ class _Batcher:
         while self.pending:
             batch, self.pending = self.pending, []
             try:
-                conn = _async.get(-1)
-                if conn is None or conn.closed:
-                    conn = _async[-1] = await psycopg.AsyncConnection.connect(
-                        os.environ[DSN_ENV], autocommit=True
-                    )
+                conn = await _loop_conn(-id(asyncio.get_running_loop()))
                 await conn.execute(
                     f"INSERT INTO {prefix}drain_runs (job_id, pid)"  # type: ignore[arg-type]
                     " SELECT unnest(%s::uuid[]), %s",
                     ([job_id for job_id, _ in batch], os.getpid()),
                 )
             except Exception as exc:
-                _async.pop(-1, None)
+                _async.pop(-id(asyncio.get_running_loop()), None)
                 for _, future in batch:
                     future.set_exception(exc)
                 continue

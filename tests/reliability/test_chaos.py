@@ -32,7 +32,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -46,8 +45,9 @@ import pytest
 
 from chancy import Chancy, Job, Limit, Queue
 from tests.cluster import Cluster, find_pg_bin
-from tests.reliability.chaos_jobs import DSN_ENV, PREFIX_ENV, SIDE_TABLE_DDL
+from tests.reliability.chaos_jobs import SIDE_TABLE_DDL
 from tests.reliability.chaos_worker import HEARTBEAT_TIMEOUT
+from tests.reliability.harness import small_app, spawn_worker, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).parent / "out"
@@ -81,15 +81,7 @@ class Fleet:
     def start(self) -> str:
         self.serial += 1
         worker_id = f"cw{self.serial}"
-        log = open(self.log_dir / f"{worker_id}.log", "wb")
-        self.procs[worker_id] = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.chaos_worker", worker_id],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        self.procs[worker_id] = spawn_worker(worker_id, self.env, self.log_dir / f"{worker_id}.log")
         return worker_id
 
     def live(self) -> list[str]:
@@ -125,13 +117,7 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 async def app(cluster: Cluster) -> AsyncIterator[Chancy]:
-    chancy = Chancy(
-        cluster.dsn,
-        prefix=PREFIX,
-        no_default_plugins=True,
-        min_connection_pool_size=1,
-        max_connection_pool_size=2,
-    )
+    chancy = small_app(cluster.dsn, PREFIX)
     async with chancy:
         await chancy.migrate()
         async with chancy.pool.connection() as conn:
@@ -184,9 +170,7 @@ async def db_now(cluster: Cluster) -> datetime:
 async def test_chaos_every_job_succeeds_and_every_duplicate_is_explained(
     cluster: Cluster, app: Chancy, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANCY_")}
-    env.update({DSN_ENV: cluster.dsn, PREFIX_ENV: PREFIX, "PYTHONUNBUFFERED": "1"})
-    fleet = Fleet(env, tmp_path)
+    fleet = Fleet(worker_env(cluster.dsn, PREFIX), tmp_path)
     events: list[Event] = []
     pushed = 0
     rng = random.Random(20261204)

@@ -13,7 +13,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,8 @@ import pytest
 
 from chancy import Chancy, Job, Queue
 from tests.cluster import Cluster, find_pg_bin
-from tests.reliability.chaos_jobs import DRAIN_TABLE_DDL, DSN_ENV, PREFIX_ENV
+from tests.reliability.chaos_jobs import DRAIN_TABLE_DDL
+from tests.reliability.harness import small_app, spawn_worker, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = int(os.environ.get("CHANCY_DRAIN_JOBS", "20000"))
@@ -43,13 +43,7 @@ def cluster() -> Iterator[Cluster]:
 async def test_a_big_backlog_drains_with_every_job_run_exactly_once(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    app = Chancy(
-        cluster.dsn,
-        prefix=PREFIX,
-        no_default_plugins=True,
-        min_connection_pool_size=1,
-        max_connection_pool_size=2,
-    )
+    app = small_app(cluster.dsn, PREFIX)
     procs: list[subprocess.Popen[bytes]] = []
     async with app:
         await app.migrate()
@@ -64,10 +58,9 @@ async def test_a_big_backlog_drains_with_every_job_run_exactly_once(
         async for _ in app.push_many([job] * JOBS, batch_size=10_000):
             pass
         push_seconds = time.monotonic() - pushed_at
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHANCY_")}
-        env.update({DSN_ENV: cluster.dsn, PREFIX_ENV: PREFIX})
+        env = worker_env(cluster.dsn, PREFIX)
         try:
-            procs.extend(_start_workers(env, tmp_path))
+            procs.extend(spawn_worker(f"d{i}", env, tmp_path / f"w{i}.log") for i in range(WORKERS))
             ready = time.monotonic() + 60
             while not all("ready" in (tmp_path / f"w{i}.log").read_text() for i in range(WORKERS)):
                 assert time.monotonic() < ready, "the workers did not start"
@@ -121,19 +114,3 @@ async def test_a_big_backlog_drains_with_every_job_run_exactly_once(
         f" ({JOBS / seconds:,.0f} jobs/s); pushed in {push_seconds:.1f}s"
         f" ({JOBS / push_seconds:,.0f} jobs/s); {runs[0]:,} runs, each job exactly once"
     )
-
-
-def _start_workers(env: dict[str, str], log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    procs = []
-    for i in range(WORKERS):
-        with open(log_dir / f"w{i}.log", "wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "tests.reliability.chaos_worker", f"d{i}"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    return procs

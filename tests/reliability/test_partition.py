@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +27,9 @@ import pytest
 from chancy import Chancy, Job, Queue
 from tests.cluster import Cluster, find_pg_bin
 from tests.conftest import eventually
-from tests.reliability.chaos_jobs import DSN_ENV, PREFIX_ENV, SIDE_TABLE_DDL
+from tests.reliability.chaos_jobs import SIDE_TABLE_DDL
 from tests.reliability.chaos_worker import TIMEOUT_ENV
+from tests.reliability.harness import small_app, spawn_worker, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "part_"
@@ -84,32 +84,17 @@ def cluster(netns: dict[str, str]) -> Iterator[Cluster]:
 
 
 def _worker(
-    worker_id: str, dsn: str, log: Path, prefix_cmd: list[str], timeout: float
+    worker_id: str, dsn: str, log: Path, wrapper: list[str], timeout: float
 ) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANCY_")}
-    env.update(
-        {DSN_ENV: dsn, PREFIX_ENV: PREFIX, TIMEOUT_ENV: str(timeout), "PYTHONUNBUFFERED": "1"}
+    return spawn_worker(
+        worker_id, worker_env(dsn, PREFIX, **{TIMEOUT_ENV: str(timeout)}), log, wrapper
     )
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [*prefix_cmd, sys.executable, "-m", "tests.reliability.chaos_worker", worker_id],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def test_a_cut_off_worker_loses_its_jobs_and_its_late_writes_are_fenced(
     netns: dict[str, str], cluster: Cluster, tmp_path: Path
 ) -> None:
-    app = Chancy(
-        cluster.dsn,
-        prefix=PREFIX,
-        no_default_plugins=True,
-        min_connection_pool_size=1,
-        max_connection_pool_size=2,
-    )
+    app = small_app(cluster.dsn, PREFIX)
     logs = {"A": tmp_path / "a.log", "B": tmp_path / "b.log"}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:

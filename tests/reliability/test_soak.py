@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +28,8 @@ import pytest
 
 from chancy import Chancy, Job, Queue
 from tests.cluster import Cluster, find_pg_bin
-from tests.reliability.chaos_jobs import DSN_ENV, PREFIX_ENV
 from tests.reliability.chaos_worker import PRUNE_ENV
+from tests.reliability.harness import small_app, spawn_worker, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).parent / "out"
@@ -73,39 +72,16 @@ def rss(pid: int) -> int:
     return total
 
 
-def start_workers(env: dict[str, str], log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    procs = []
-    for i in range(2):
-        with open(log_dir / f"s{i}.log", "wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "tests.reliability.chaos_worker", f"s{i}"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    return procs
-
-
 async def test_memory_and_table_size_level_off(cluster: Cluster, tmp_path: Path) -> None:
-    app = Chancy(
-        cluster.dsn,
-        prefix=PREFIX,
-        no_default_plugins=True,
-        min_connection_pool_size=1,
-        max_connection_pool_size=2,
-    )
+    app = small_app(cluster.dsn, PREFIX)
     samples: list[dict[str, float]] = []
     async with app:
         await app.migrate()
         await app.declare(Queue("soak", executor=Chancy.Executor.Async, concurrency=50))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHANCY_")}
-        env.update({DSN_ENV: cluster.dsn, PREFIX_ENV: PREFIX, PRUNE_ENV: str(PRUNE_AFTER)})
-        procs = start_workers(env, tmp_path)
+        env = worker_env(cluster.dsn, PREFIX, **{PRUNE_ENV: str(PRUNE_AFTER)})
+        procs = [spawn_worker(f"s{i}", env, tmp_path / f"s{i}.log") for i in range(2)]
         try:
-            job = Job(func="tests.reliability.chaos_jobs.normal", queue="soak", kwargs={"ms": 5})
+            job = Job(func="tests.reliability.chaos_jobs.work", queue="soak", kwargs={"ms": 5})
             start = time.monotonic()
             next_sample = start + SAMPLE
             tick = start
@@ -138,6 +114,13 @@ async def test_memory_and_table_size_level_off(cluster: Cluster, tmp_path: Path)
                         assert p.poll() is None, (tmp_path / "s0.log").read_text()
                 tick += 0.1
                 await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            async with app.pool.connection() as conn:
+                row = await (
+                    await conn.execute(
+                        f"SELECT count(*) FROM {PREFIX}jobs WHERE state = 'failed'"  # type: ignore[arg-type]
+                    )
+                ).fetchone()
+            failed = row[0] if row else -1
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
@@ -166,4 +149,5 @@ async def test_memory_and_table_size_level_off(cluster: Cluster, tmp_path: Path)
     (OUT / "soak.json").write_text(json.dumps({**report, "samples": samples}, indent=1))
     print(f"\nsoak: {json.dumps(report)}")
     assert late_rss <= warm_rss * 1.2 + 16 * MIB, report
+    assert failed == 0, f"{failed} jobs failed during the soak"
     assert late_table <= warm_table * 2, report
