@@ -347,6 +347,21 @@ class Store:
 
         return Spec(self.q["job_get_many"], {"ids": ids}, "all", decode)
 
+    def job_active_count(self, queues: Sequence[str] | None) -> Spec[int]:
+        """Due or running jobs of ``queues`` (all when None)."""
+        params = {"queues": None if queues is None else list(queues)}
+        return Spec(self.q["job_active_count"], params, "one", lambda row: int(row["n"]))
+
+    def job_find_by_func(self, func: str, queue: str | None, limit: int) -> Spec[list[QueuedJob]]:
+        """The newest ``limit`` jobs of ``func`` (and ``queue``), newest first."""
+        params = {"func": func, "queue": queue, "limit": limit}
+        return Spec(
+            self.q["job_find_by_func"],
+            params,
+            "all",
+            lambda rows: [QueuedJob.unpack(row) for row in rows],
+        )
+
     def job_states(self, ids: Sequence[uuid.UUID]) -> Spec[dict[uuid.UUID, str]]:
         return Spec(
             self.q["job_states"],

@@ -66,6 +66,21 @@ SELECT * FROM {prefix}jobs WHERE id = ANY(%(ids)s::uuid[]);
 -- name: job_states
 SELECT id, state FROM {prefix}jobs WHERE id = ANY(%(ids)s::uuid[]);
 
+-- name: job_active_count
+-- Jobs that are due (waiting and scheduled by now) or running, in the given queues (all when
+-- NULL): zero means a worker serving those queues has nothing to do (chancy.testing).
+SELECT count(*) AS n FROM {prefix}jobs
+WHERE state IN ('pending', 'retrying', 'running')
+  AND (state = 'running' OR (scheduled_at <= now() AND attempts < max_attempts))
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]));
+
+-- name: job_find_by_func
+-- The newest jobs of one function (optionally of one queue), for assertions in tests.
+SELECT * FROM {prefix}jobs
+WHERE func = %(func)s AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
 -- name: job_fetch
 -- Claim up to %(limit)s waiting jobs of one queue, highest priority first and oldest first
 -- within a priority, skipping rows other claimers hold. Each claimed row gets a fresh
