@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -340,8 +341,12 @@ class Chancy:
         version once.
         """
         pool = await self.open()
+        async with pool.connection() as conn:
+            await self._migrate_on(conn, to_version)
+
+    async def _migrate_on(self, conn: psycopg.AsyncConnection[Any], to_version: int | None) -> None:
         migrators = self.migrators()
-        async with pool.connection() as conn, conn.transaction():
+        async with conn.transaction():
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(self.store.q_migrate("migrate_lock"))
                 await cur.execute(self.store.q_migrate("schema_version_create"))
@@ -812,6 +817,154 @@ class Chancy:
         )
         return self._retry_result(retried, skipped)
 
+    # -- sync forms (scripts, WSGI apps): the same plans on the sync pool ----------------
+
+    def sync_migrate(self, *, to_version: int | None = None) -> None:
+        """:meth:`migrate` for sync code (migrations may be async Python, so this runs them
+        on a private event loop in a helper thread, over a connection of its own)."""
+        _run_private(self._migrate_private(to_version))
+
+    async def _migrate_private(self, to_version: int | None) -> None:
+        conn = await psycopg.AsyncConnection.connect(self.dsn)
+        async with conn:
+            await self._migrate_on(conn, to_version)
+
+    def sync_is_up_to_date(self) -> bool:
+        versions = self._sync_versions()
+        return all(versions.get(m.key, 0) == m.head for m in self.migrators())
+
+    def _sync_versions(self) -> dict[str, int]:
+        async def read() -> dict[str, int]:
+            conn = await psycopg.AsyncConnection.connect(self.dsn)
+            async with conn, conn.cursor(row_factory=dict_row) as cur:
+                return await current_versions(cur, self.prefix)
+
+        return _run_private(read())
+
+    def sync_check_migrations(self) -> None:
+        """:meth:`check_migrations` for sync code."""
+        versions = self._sync_versions()
+        behind = [m.key for m in self.migrators() if versions.get(m.key, 0) < m.head]
+        if behind:
+            raise MigrationsNeededError(
+                f"the database schema for prefix {self.prefix!r} is out of date"
+                f" ({', '.join(behind)}). Run `chancy.sync_migrate()` (or `chancy misc"
+                " migrate`) first."
+            )
+
+    def sync_get_jobs(self, refs: Sequence[Reference | uuid.UUID | str]) -> list[QueuedJob]:
+        return self._run_sync(self.store.job_get_many(refs)) if refs else []
+
+    def sync_get_queue(self, name: str) -> Queue:
+        queue = self._run_sync(self.store.queue_get(name))
+        if queue is None:
+            raise KeyError(f"no queue named {name!r}; declare it with chancy.declare(Queue(...))")
+        return queue
+
+    def sync_get_all_queues(self) -> list[Queue]:
+        return self._run_sync(self.store.queue_get_all())
+
+    def sync_get_limit_usage(self, name: str) -> dict[str, Any]:
+        usage = self._run_sync(self.store.limit_usage(name))
+        if usage is None:
+            raise KeyError(f"no queue named {name!r}; declare it with chancy.declare(Queue(...))")
+        return usage
+
+    def sync_delete_queue(self, name: str, *, purge_jobs: bool = True) -> bool:
+        return self._run_sync(self._delete_queue_plan(name, purge_jobs), transaction=True)
+
+    def sync_delete_queue_ex(
+        self, cursor: psycopg.Cursor[Any], name: str, *, purge_jobs: bool = True
+    ) -> bool:
+        return self._run_ex_sync(cursor, self._delete_queue_plan(name, purge_jobs))
+
+    def sync_pause_queue(
+        self, name: str, *, resume_at: datetime | timedelta | None = None
+    ) -> Queue:
+        return self._run_sync(self._pause_plan(name, resume_at), transaction=True)
+
+    def sync_pause_queue_ex(
+        self,
+        cursor: psycopg.Cursor[Any],
+        name: str,
+        *,
+        resume_at: datetime | timedelta | None = None,
+    ) -> Queue:
+        return self._run_ex_sync(cursor, self._pause_plan(name, resume_at))
+
+    def sync_resume_queue(self, name: str) -> Queue:
+        return self._run_sync(self._resume_plan(name), transaction=True)
+
+    def sync_resume_queue_ex(self, cursor: psycopg.Cursor[Any], name: str) -> Queue:
+        return self._run_ex_sync(cursor, self._resume_plan(name))
+
+    def sync_get_all_workers(self) -> list[dict[str, Any]]:
+        return self._run_sync(self.store.worker_get_all())
+
+    def sync_cancel_job(self, ref: Reference | uuid.UUID | str) -> bool:
+        return self._run_sync(self.store.job_cancel(ref, notify=self.notifications))
+
+    def sync_cancel_job_ex(
+        self, cursor: psycopg.Cursor[Any], ref: Reference | uuid.UUID | str
+    ) -> bool:
+        return self._run_ex_sync(cursor, self.store.job_cancel(ref, notify=self.notifications))
+
+    def sync_retry_jobs(self, refs: Sequence[Reference | uuid.UUID | str]) -> RetryResult:
+        retried, skipped = self._run_sync(
+            self.store.job_retry_many(refs, notify=self.notifications)
+        )
+        return self._retry_result(retried, skipped)
+
+    def sync_retry_jobs_ex(
+        self, cursor: psycopg.Cursor[Any], refs: Sequence[Reference | uuid.UUID | str]
+    ) -> RetryResult:
+        retried, skipped = self._run_ex_sync(
+            cursor, self.store.job_retry_many(refs, notify=self.notifications)
+        )
+        return self._retry_result(retried, skipped)
+
+    def sync_purge_jobs(self, refs: Sequence[Reference | uuid.UUID | str]) -> int:
+        return len(self._run_sync(self.store.job_purge_many(refs, notify=self.notifications)))
+
+    def sync_purge_jobs_ex(
+        self, cursor: psycopg.Cursor[Any], refs: Sequence[Reference | uuid.UUID | str]
+    ) -> int:
+        return len(
+            self._run_ex_sync(cursor, self.store.job_purge_many(refs, notify=self.notifications))
+        )
+
+    def sync_wait_for_job(
+        self,
+        ref: Reference | uuid.UUID | str,
+        *,
+        interval: float = 1,
+        timeout: float | None = None,
+        states: Iterable[str] | None = None,
+    ) -> QueuedJob | None:
+        """:meth:`wait_for_job` for sync code (polls every ``interval`` seconds)."""
+        found = self.sync_wait_for_jobs([ref], interval=interval, timeout=timeout, states=states)
+        return found[0] if found else None
+
+    def sync_wait_for_jobs(
+        self,
+        refs: Sequence[Reference | uuid.UUID | str],
+        *,
+        interval: float = 1,
+        timeout: float | None = None,
+        states: Iterable[str] | None = None,
+    ) -> list[QueuedJob]:
+        """:meth:`wait_for_jobs` for sync code (polls every ``interval`` seconds)."""
+        wanted = {str(s) for s in states} if states is not None else {str(s) for s in TERMINAL}
+        ids = [Reference(r).identifier for r in refs]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self._run_sync(self.store.job_states(ids))
+            if all(current.get(i) in wanted for i in ids if i in current):
+                return self.sync_get_jobs(ids)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"jobs not finished within {timeout}s")
+            time.sleep(max(0.0, min(interval, (deadline or float("inf")) - time.monotonic())))
+
     def _retry_result(self, retried: list[uuid.UUID], skipped: list[uuid.UUID]) -> RetryResult:
         if skipped:
             self.log.warning(
@@ -850,6 +1003,12 @@ class Chancy:
     ) -> None:
         for event, payload in events:
             await self.notify(cursor, event, payload)
+
+    def sync_notify_many(
+        self, cursor: psycopg.Cursor[Any], events: Iterable[tuple[str, dict[str, Any]]]
+    ) -> None:
+        for event, payload in events:
+            self.sync_notify(cursor, event, payload)
 
 
 class RetryResult(list[Reference]):
@@ -914,3 +1073,25 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a future's outcome as seen, so an unawaited failure is not logged at exit."""
     if not future.cancelled():
         future.exception()
+
+
+def _run_private(coro: Any) -> Any:
+    """Run ``coro`` to completion on a new event loop in a helper thread; return its result.
+
+    Works whether or not the calling thread already runs an event loop.
+    """
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="chancy-sync")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
