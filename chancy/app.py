@@ -33,7 +33,7 @@ from chancy.errors import (
 )
 from chancy.job import Job, QueuedJob, Reference, as_job
 from chancy.migrate import Migrator, current_versions
-from chancy.plugin import Plugin
+from chancy.plugin import Plugin, plugins_with
 from chancy.queue import EXECUTORS, Queue
 from chancy.runtime.notifier import Notifier
 from chancy.store import Plan, Spec, Store, run, run_sync
@@ -532,24 +532,20 @@ class Chancy:
 
     async def push(self, job: JobLike) -> Reference:
         """Store one job and wake the workers of its queue; return its reference."""
-        refs = await self._run(self.store.job_push([_as_job(job)], notify=self.notifications))
+        refs = await self._run(self._job_push([_as_job(job)]))
         return refs[0]
 
     async def push_ex(self, cursor: psycopg.AsyncCursor[Any], job: JobLike) -> Reference:
         """Push inside the caller's transaction: the job exists only if it commits."""
-        refs = await self._run_ex(
-            cursor, self.store.job_push([_as_job(job)], notify=self.notifications)
-        )
+        refs = await self._run_ex(cursor, self._job_push([_as_job(job)]))
         return refs[0]
 
     def sync_push(self, job: JobLike) -> Reference:
-        refs = self._run_sync(self.store.job_push([_as_job(job)], notify=self.notifications))
+        refs = self._run_sync(self._job_push([_as_job(job)]))
         return refs[0]
 
     def sync_push_ex(self, cursor: psycopg.Cursor[Any], job: JobLike) -> Reference:
-        refs = self._run_ex_sync(
-            cursor, self.store.job_push([_as_job(job)], notify=self.notifications)
-        )
+        refs = self._run_ex_sync(cursor, self._job_push([_as_job(job)]))
         return refs[0]
 
     async def push_many(
@@ -565,7 +561,6 @@ class Chancy:
             raise ConfigurationError("batch_size must be at least 1")
         committed_batches = committed_jobs = 0
         iterator = iter(jobs)
-        notify = self.notifications
 
         def take() -> list[Job]:
             return [_as_job(j) for _, j in zip(range(batch_size), iterator, strict=False)]
@@ -573,12 +568,13 @@ class Chancy:
         batch = take()
         if not batch:
             return
-        plan = self.store.job_push(batch, notify=notify)
+        plan = self._job_push(batch)
         loop = asyncio.get_running_loop()
         while True:
             following = take()
             encoding: asyncio.Future[Plan[list[Reference]]] | None = None
             if len(following) >= _ENCODE_AHEAD_MIN:
+                following = self._push_hooks(following)
                 encoding = loop.run_in_executor(None, self._encode_push, following)
                 # Retrieved even when nobody awaits it (the caller stopped iterating).
                 encoding.add_done_callback(_retrieve)
@@ -597,7 +593,7 @@ class Chancy:
                 if encoding is not None:
                     plan = await encoding
                 else:
-                    plan = self.store.job_push(following, notify=notify)
+                    plan = self._job_push(following)
             except Exception as exc:
                 raise self._push_error(exc, committed_batches, committed_jobs) from exc
 
@@ -611,7 +607,20 @@ class Chancy:
         )
 
     def _encode_push(self, batch: list[Job]) -> Plan[list[Reference]]:
+        # Hooks already ran in the caller's thread (push_many).
         return self.store.job_push(batch, notify=self.notifications)
+
+    def _job_push(self, jobs: list[Job]) -> Plan[list[Reference]]:
+        """The plan that pushes ``jobs``, after the plugins' ``on_push`` hooks."""
+        return self.store.job_push(self._push_hooks(jobs), notify=self.notifications)
+
+    def _push_hooks(self, jobs: list[Job]) -> list[Job]:
+        for plugin in plugins_with(self.plugins.values(), "on_push"):
+            try:
+                jobs = plugin.on_push(jobs, chancy=self)
+            except NotImplementedError:
+                continue
+        return jobs
 
     async def push_many_ex(
         self, cursor: psycopg.AsyncCursor[Any], jobs: Iterable[JobLike], *, batch_size: int = 1000
@@ -619,20 +628,14 @@ class Chancy:
         """Push many inside the caller's transaction; return every reference in order."""
         out: list[Reference] = []
         for batch in _batches(jobs, batch_size):
-            out.extend(
-                await self._run_ex(cursor, self.store.job_push(batch, notify=self.notifications))
-            )
+            out.extend(await self._run_ex(cursor, self._job_push(batch)))
         return out
 
     def sync_push_many(self, jobs: Iterable[JobLike], *, batch_size: int = 1000) -> list[Reference]:
         out: list[Reference] = []
         for n, batch in enumerate(_batches(jobs, batch_size)):
             try:
-                out.extend(
-                    self._run_sync(
-                        self.store.job_push(batch, notify=self.notifications), transaction=True
-                    )
-                )
+                out.extend(self._run_sync(self._job_push(batch), transaction=True))
             except Exception as exc:
                 if n == 0:
                     raise
@@ -644,9 +647,7 @@ class Chancy:
     ) -> list[Reference]:
         out: list[Reference] = []
         for batch in _batches(jobs, batch_size):
-            out.extend(
-                self._run_ex_sync(cursor, self.store.job_push(batch, notify=self.notifications))
-            )
+            out.extend(self._run_ex_sync(cursor, self._job_push(batch)))
         return out
 
     # -- read and wait ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
-    from chancy.job import QueuedJob
+    from chancy.job import Job, QueuedJob
     from chancy.worker import Worker
 
 
@@ -77,6 +77,12 @@ class Plugin:
         raise NotImplementedError
 
     # -- hooks --------------------------------------------------------------------------
+
+    def on_push(self, jobs: list[Job], *, chancy: Chancy) -> list[Job]:
+        """Called with every batch about to be pushed (any push form), before it is encoded;
+        return the jobs to push (e.g. with tracing context added to their ``meta``). Runs
+        in the pusher's thread, so context variables of the caller are visible."""
+        raise NotImplementedError
 
     async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
         raise NotImplementedError
