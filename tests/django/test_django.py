@@ -1,0 +1,93 @@
+"""Django: pushing inside transaction.atomic(), Chancy(settings.DATABASES[...]), and the tasks
+backend (django-tasks backport on Python 3.11) running tasks on a chancy worker."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django_tasks import TaskResultStatus, default_task_backend
+from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
+
+from chancy import Chancy, Job, Queue
+from chancy.contrib.django import get_chancy, push
+from chancy.errors import ConfigurationError
+from chancy.testing import run_until_idle
+from tests.django.tasks import add, explode
+
+# pytest-django: a test database (test_<name>) and real commits, since chancy's own pool and
+# workers must see what the Django connection commits.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def app(transactional_db: None, django_prefix: str) -> Chancy:
+    chancy = get_chancy()
+    async with chancy:
+        await chancy.migrate()
+        await chancy.declare(Queue("default", executor=Chancy.Executor.Threaded))
+        await chancy.declare(Queue("reports", executor=Chancy.Executor.Threaded))
+        try:
+            yield chancy
+        finally:
+            await chancy.migrate(to_version=0)
+            chancy.sync_close()  # the backend's reads use the sync pool
+            # Views ran in sync_to_async's thread: close its Django connection too, or the
+            # test database cannot be dropped.
+            await sync_to_async(connections.close_all)()
+
+
+def _count(prefix: str) -> int:
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {prefix}jobs")
+        return int(cur.fetchone()[0])
+
+
+def test_chancy_takes_a_django_databases_entry() -> None:
+    chancy = Chancy(settings.DATABASES["default"])
+    assert f"dbname={settings.DATABASES['default']['NAME']}" in chancy.dsn
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        settings.DATABASES["other"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x"}
+        try:
+            get_chancy("other")
+        finally:
+            del settings.DATABASES["other"]
+
+
+async def test_a_job_pushed_in_a_rolled_back_atomic_block_does_not_exist(
+    app: Chancy, django_prefix: str
+) -> None:
+    def view(fail: bool) -> str:
+        with transaction.atomic():
+            ref = push(Job(func="tests.jobs.noop", queue="default"))
+            if fail:
+                raise RuntimeError("the view failed after pushing")
+        return str(ref)
+
+    committed = await sync_to_async(view)(False)
+    with pytest.raises(RuntimeError):
+        await sync_to_async(view)(True)
+    assert await sync_to_async(_count)(django_prefix) == 1
+    assert (await app.get_job(committed)) is not None
+
+
+async def test_the_tasks_backend_runs_tasks_on_a_worker(app: Chancy) -> None:
+    result = await sync_to_async(add.enqueue)(2, 3)
+    assert result.status == TaskResultStatus.READY and result.backend == "default"
+    job = await app.get_job(result.id)
+    assert job is not None and job.queue == "reports" and job.priority == 10
+    failing = await sync_to_async(explode.enqueue)()
+    await run_until_idle(app, queues=["reports"], timeout=30)
+
+    done = await sync_to_async(default_task_backend.get_result)(result.id)
+    assert done.status == TaskResultStatus.SUCCESSFUL and done.return_value == 5
+    assert done.args == [2, 3] and done.finished_at is not None
+    broken = await sync_to_async(default_task_backend.get_result)(failing.id)
+    assert broken.status == TaskResultStatus.FAILED
+    assert broken.errors[0].exception_class_path == "builtins.ValueError"
+    assert "could not be built" in broken.errors[0].traceback
+    with pytest.raises(TaskResultDoesNotExist):
+        await sync_to_async(default_task_backend.get_result)("not-a-job-id")
+    with pytest.raises(InvalidTaskError):
+        await sync_to_async(add.using(queue_name="nope").enqueue)(1, 2)
