@@ -3,6 +3,8 @@ backend (django-tasks backport on Python 3.11) running tasks on a chancy worker.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -91,3 +93,40 @@ async def test_the_tasks_backend_runs_tasks_on_a_worker(app: Chancy) -> None:
         await sync_to_async(default_task_backend.get_result)("not-a-job-id")
     with pytest.raises(InvalidTaskError):
         await sync_to_async(add.using(queue_name="nope").enqueue)(1, 2)
+
+
+async def test_the_dashboard_logs_in_django_users(app: Chancy) -> None:
+    httpx = pytest.importorskip("httpx")
+    from django.contrib.auth.models import User
+
+    from chancy.contrib.django.auth import DjangoAuthBackend
+    from chancy.plugins.api import build_starlette_app
+
+    def make_users() -> None:
+        User.objects.create_user("ops", password="ops-password-123", is_staff=True)
+        User.objects.create_user("viewer", password="viewer-password-123")
+        User.objects.create_user("gone", password="gone-password-123", is_active=False)
+
+    await sync_to_async(make_users)()
+    asgi = build_starlette_app(
+        app, authentication_backend=DjangoAuthBackend(), secret_key="a-test-secret-key-0123456789"
+    )
+    transport = httpx.ASGITransport(app=asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://d.test") as client:
+
+        async def login(user: str, password: str) -> Any:
+            return await client.post("/api/v1/login", json={"username": user, "password": password})
+
+        ops = await login("ops", "ops-password-123")
+        assert ops.status_code == 200, ops.text
+        viewer = await login("viewer", "viewer-password-123")
+        assert viewer.status_code == 200
+        assert (await login("viewer", "wrong")).status_code == 401
+        assert (await login("gone", "gone-password-123")).status_code == 401
+        act = {"Authorization": f"Bearer {ops.json()['token']}"}
+        look = {"Authorization": f"Bearer {viewer.json()['token']}"}
+        assert (await client.post("/api/v1/queues/reports/pause", headers=act)).status_code == 200
+        denied = await client.post("/api/v1/queues/reports/resume", headers=look)
+        assert denied.status_code == 403
+        assert (await client.get("/api/v1/queues", headers=look)).status_code == 200
+    await sync_to_async(connections.close_all)()
