@@ -79,3 +79,89 @@ def test_the_sync_api_runs_a_queue_s_whole_life(dsn: str, prefix: str) -> None:
             assert not app.sync_is_up_to_date()
     finally:
         drop_prefix(dsn, prefix)
+
+
+#: Members of the plugins that are the leader's or the worker's machinery, not user operations.
+PLUGIN_MACHINERY = {
+    "cleanup",
+    "fire_due",
+    "run",
+    "sleep",
+    "wait_for_leader",
+    "advance",
+    "advance_all",
+    "on_job_completed",
+    "on_job_starting",
+    "on_job_updated",
+    "on_jobs_updated_in_transaction",
+    "on_worker_started",
+    "on_worker_stopped",
+}
+
+
+@pytest.mark.parametrize(
+    "cls_path", ["chancy.plugins.cron.Cron", "chancy.plugins.workflow.WorkflowPlugin"]
+)
+def test_every_plugin_operation_has_a_sync_twin(cls_path: str) -> None:
+    from chancy.utils import import_string
+
+    cls = import_string(cls_path)
+    names = {n for n, _ in inspect.getmembers(cls)}
+    public = [
+        n
+        for n, f in inspect.getmembers(cls)
+        if not n.startswith("_") and inspect.iscoroutinefunction(f) and n not in PLUGIN_MACHINERY
+    ]
+    missing = [n for n in public if f"sync_{n}" not in names]
+    assert public and not missing, f"{cls_path}: async operations without a sync_ form: {missing}"
+
+
+def test_cron_and_workflows_from_sync_code(dsn: str, prefix: str) -> None:
+    from chancy.plugins.cron import Cron
+    from chancy.plugins.workflow import Workflow, WorkflowPlugin
+
+    app = Chancy(
+        dsn,
+        prefix=prefix,
+        plugins=[Cron(), WorkflowPlugin()],
+        no_default_plugins=True,
+        max_connection_pool_size=2,
+    )
+    try:
+        with app:
+            app.sync_migrate()
+            job = Job(func="tests.jobs.noop").with_unique_key("nightly")
+            Cron.sync_schedule(app, "0 3 * * *", job, timezone="Europe/Paris")
+            schedules = Cron.sync_get_schedules(app)
+            assert schedules["nightly"]["timezone"] == "Europe/Paris"
+            assert Cron.sync_pause(app, "nightly") == ["nightly"]
+            assert Cron.sync_get_schedules(app, "nightly")["nightly"]["paused_at"] is not None
+            assert Cron.sync_resume(app, "nightly") == ["nightly"]
+            with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+                Cron.sync_schedule_ex(app, cur, "@hourly", job.with_unique_key("hourly"))
+                conn.rollback()
+            assert set(Cron.sync_get_schedules(app)) == {"nightly"}
+            assert Cron.sync_unschedule(app, "nightly") == 1
+
+            wf = (
+                Workflow("etl")
+                .add("extract", Job(func="tests.jobs.noop"))
+                .add("load", Job(func="tests.jobs.noop"), ["extract"])
+            )
+            wf_id = WorkflowPlugin.sync_push(app, wf)
+            found = WorkflowPlugin.sync_fetch_workflow(app, wf_id)
+            assert (
+                found is not None
+                and found.name == "etl"
+                and set(found.steps)
+                == {
+                    "extract",
+                    "load",
+                }
+            )
+            assert [w.id for w in WorkflowPlugin.sync_fetch_workflows(app, name="etl")] == [wf_id]
+            with pytest.raises(TimeoutError):
+                WorkflowPlugin.sync_wait_for_workflow(app, wf_id, interval=0.05, timeout=0.2)
+            app.sync_migrate(to_version=0)
+    finally:
+        drop_prefix(dsn, prefix)

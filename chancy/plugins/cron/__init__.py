@@ -37,7 +37,6 @@ from chancy.plugins.cron.schedule import (
 from chancy.plugins.leadership import lease_params
 from chancy.store import Spec, run
 from chancy.store.loader import Queries
-from chancy.store.runner import dict_cursor
 from chancy.utils import json_dumps
 
 if TYPE_CHECKING:
@@ -71,6 +70,18 @@ class CronSchedule(TypedDict):
     timezone: str
     #: When the schedule was paused (:meth:`Cron.pause`); None while it is active.
     paused_at: datetime | None
+
+
+def _schedule_from_row(row: Any) -> CronSchedule:
+    return CronSchedule(
+        unique_key=row["unique_key"],
+        job=Job.unpack(row["job"]),
+        cron=row["cron"],
+        last_run=row["last_run"],
+        next_run=row["next_run"],
+        timezone=row["timezone"],
+        paused_at=row["paused_at"],
+    )
 
 
 @contextlib.contextmanager
@@ -271,6 +282,15 @@ class Cron(Plugin):
         timezone: tzinfo | str = "UTC",
     ) -> None:
         """:meth:`schedule` inside the caller's transaction."""
+        plan = cls._schedule_plan(chancy, cron, jobs, timezone)
+        with _explain_missing_table(chancy):
+            await chancy._run_ex(cursor, plan)
+
+    @classmethod
+    def _schedule_plan(
+        cls, chancy: Chancy, cron: str, jobs: tuple[Any, ...], timezone: tzinfo | str
+    ) -> Any:
+        """Checks first (nothing is written on bad input), then one upsert at database time."""
         expression = parse(cron)
         zone_name = timezone_name(timezone)
         zone = get_timezone(zone_name)
@@ -290,21 +310,25 @@ class Cron(Plugin):
                 raise ValueError(f"unique_key {job.unique_key!r} is given twice")
             seen.add(job.unique_key)
             packed.append(job)
+        return cls._upsert_plan(chancy, expression, zone, zone_name, packed)
+
+    @staticmethod
+    def _upsert_plan(
+        chancy: Chancy, expression: CronExpression, zone: tzinfo, zone_name: str, packed: list[Job]
+    ) -> Any:
         q = cron_queries(chancy.prefix)
-        with _explain_missing_table(chancy):
-            async with dict_cursor(cursor) as cur:
-                now: Any = (await run(cur, Spec(q["cron_now"], None, "one")))["now"]
-                upcoming = expression.next_after(now, zone)
-                params = {
-                    "keys": [j.unique_key for j in packed],
-                    "queues": [j.queue for j in packed],
-                    "jobs": [json_dumps({**j.pack(), "s": None}) for j in packed],
-                    "crons": [expression.expression] * len(packed),
-                    "next_runs": [upcoming] * len(packed),
-                    "timezones": [zone_name] * len(packed),
-                    "notify": chancy.notifications,
-                }
-                await run(cur, Spec(q["cron_upsert"], params, "one"))
+        now: Any = (yield Spec(q["cron_now"], None, "one"))["now"]
+        upcoming = expression.next_after(now, zone)
+        params = {
+            "keys": [j.unique_key for j in packed],
+            "queues": [j.queue for j in packed],
+            "jobs": [json_dumps({**j.pack(), "s": None}) for j in packed],
+            "crons": [expression.expression] * len(packed),
+            "next_runs": [upcoming] * len(packed),
+            "timezones": [zone_name] * len(packed),
+            "notify": chancy.notifications,
+        }
+        yield Spec(q["cron_upsert"], params, "one")
 
     @classmethod
     async def unschedule(cls, chancy: Chancy, *unique_keys: str) -> int:
@@ -327,18 +351,7 @@ class Cron(Plugin):
         keys = None if unique_keys is None else list(unique_keys)
         with _explain_missing_table(chancy):
             rows: Any = await chancy._run(Spec(q["cron_get"], {"keys": keys}, "all"))
-        return {
-            row["unique_key"]: CronSchedule(
-                unique_key=row["unique_key"],
-                job=Job.unpack(row["job"]),
-                cron=row["cron"],
-                last_run=row["last_run"],
-                next_run=row["next_run"],
-                timezone=row["timezone"],
-                paused_at=row["paused_at"],
-            )
-            for row in rows
-        }
+        return {row["unique_key"]: _schedule_from_row(row) for row in rows}
 
     @classmethod
     async def pause(cls, chancy: Chancy, *unique_keys: str) -> list[str]:
@@ -377,3 +390,65 @@ class Cron(Plugin):
         params = {"keys": resumed, "next_runs": next_runs, "notify": chancy.notifications}
         yield Spec(q["cron_resume"], params, "one")
         return sorted(resumed)
+
+    # -- sync forms (scripts, WSGI apps): the same SQL on the sync pool --------------------
+
+    @classmethod
+    def sync_schedule(
+        cls, chancy: Chancy, cron: str, *jobs: Any, timezone: tzinfo | str = "UTC"
+    ) -> None:
+        """:meth:`schedule` for sync code."""
+        plan = cls._schedule_plan(chancy, cron, jobs, timezone)
+        with _explain_missing_table(chancy):
+            chancy._run_sync(plan, transaction=True)
+
+    @classmethod
+    def sync_schedule_ex(
+        cls,
+        chancy: Chancy,
+        cursor: psycopg.Cursor[Any],
+        cron: str,
+        *jobs: Any,
+        timezone: tzinfo | str = "UTC",
+    ) -> None:
+        """:meth:`schedule_ex` for sync code."""
+        plan = cls._schedule_plan(chancy, cron, jobs, timezone)
+        with _explain_missing_table(chancy):
+            chancy._run_ex_sync(cursor, plan)
+
+    @classmethod
+    def sync_unschedule(cls, chancy: Chancy, *unique_keys: str) -> int:
+        if not unique_keys:
+            return 0
+        q = cron_queries(chancy.prefix)
+        with _explain_missing_table(chancy):
+            row: Any = chancy._run_sync(Spec(q["cron_delete"], {"keys": list(unique_keys)}, "one"))
+        return int(row["deleted"])
+
+    @classmethod
+    def sync_get_schedules(
+        cls, chancy: Chancy, unique_keys: Iterable[str] | None = None
+    ) -> dict[str, CronSchedule]:
+        q = cron_queries(chancy.prefix)
+        if isinstance(unique_keys, str):
+            unique_keys = [unique_keys]
+        keys = None if unique_keys is None else list(unique_keys)
+        with _explain_missing_table(chancy):
+            rows: Any = chancy._run_sync(Spec(q["cron_get"], {"keys": keys}, "all"))
+        return {row["unique_key"]: _schedule_from_row(row) for row in rows}
+
+    @classmethod
+    def sync_pause(cls, chancy: Chancy, *unique_keys: str) -> list[str]:
+        if not unique_keys:
+            return []
+        q = cron_queries(chancy.prefix)
+        with _explain_missing_table(chancy):
+            rows: Any = chancy._run_sync(Spec(q["cron_pause"], {"keys": list(unique_keys)}, "all"))
+        return sorted(row["unique_key"] for row in rows)
+
+    @classmethod
+    def sync_resume(cls, chancy: Chancy, *unique_keys: str) -> list[str]:
+        if not unique_keys:
+            return []
+        with _explain_missing_table(chancy):
+            return chancy._run_sync(cls._resume_plan(chancy, list(unique_keys)), transaction=True)

@@ -193,6 +193,13 @@ class WorkflowPlugin(Plugin):
         cls, chancy: Chancy, cursor: psycopg.AsyncCursor[Any], workflow: Workflow
     ) -> str:
         """Store ``workflow`` inside the caller's transaction; return its id."""
+        spec, workflow_id = cls._insert_spec(chancy, workflow)
+        async with dict_cursor(cursor) as cur:
+            row: Any = await run(cur, spec)
+        return cls._stored(workflow, workflow_id, row)
+
+    @classmethod
+    def _insert_spec(cls, chancy: Chancy, workflow: Workflow) -> tuple[Spec[Any], Any]:
         workflow.validate()
         order = list(workflow.steps)  # stored (and fetched) in the order they were added
         workflow_id = chancy_uuid()
@@ -206,8 +213,10 @@ class WorkflowPlugin(Plugin):
             "notify": chancy.notifications,
         }
         q = workflow_queries(chancy.prefix)
-        async with dict_cursor(cursor) as cur:
-            row: Any = await run(cur, Spec(q["workflow_insert"], params, "one"))
+        return Spec(q["workflow_insert"], params, "one"), workflow_id
+
+    @staticmethod
+    def _stored(workflow: Workflow, workflow_id: Any, row: Any) -> str:
         workflow.id = str(workflow_id)
         workflow.state = Workflow.State.PENDING
         workflow.created_at = row["created_at"]
@@ -339,6 +348,77 @@ class WorkflowPlugin(Plugin):
                 self._results.popitem(last=False)
         ordered = {step_id: found[step_id] for step_id in wanted if step_id in found}
         return dataclasses.replace(job, dependencies=ordered)
+
+    # -- sync forms (scripts, WSGI apps): the same SQL on the sync pool -------------------
+
+    @classmethod
+    def sync_push(cls, chancy: Chancy, workflow: Workflow) -> str:
+        """:meth:`push` for sync code."""
+        spec, workflow_id = cls._insert_spec(chancy, workflow)
+        row = chancy._run_sync(spec, transaction=True)
+        return cls._stored(workflow, workflow_id, row)
+
+    @classmethod
+    def sync_push_ex(cls, chancy: Chancy, cursor: psycopg.Cursor[Any], workflow: Workflow) -> str:
+        """:meth:`push_ex` for sync code."""
+        spec, workflow_id = cls._insert_spec(chancy, workflow)
+        row = chancy._run_ex_sync(cursor, spec)
+        return cls._stored(workflow, workflow_id, row)
+
+    @classmethod
+    def sync_fetch_workflow(cls, chancy: Chancy, workflow_id: Any) -> Workflow | None:
+        try:
+            wanted = _workflow_id(workflow_id)
+        except KeyError:
+            return None
+        found = cls.sync_fetch_workflows(chancy, ids=[wanted], limit=1)
+        return found[0] if found else None
+
+    @classmethod
+    def sync_fetch_workflows(
+        cls,
+        chancy: Chancy,
+        *,
+        states: Iterable[str] | None = None,
+        ids: Iterable[Any] | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Workflow]:
+        params = {
+            "ids": None if ids is None else [_workflow_id(i) for i in ids],
+            "states": None if states is None else [str(s) for s in states],
+            "name": name,
+            "limit": limit,
+            "offset": offset,
+        }
+        q = workflow_queries(chancy.prefix)
+        rows: Any = chancy._run_sync(Spec(q["workflow_get_many"], params, "all"))
+        return [_workflow_from_row(row) for row in rows]
+
+    @classmethod
+    def sync_wait_for_workflow(
+        cls, chancy: Chancy, workflow_id: Any, *, interval: float = 1, timeout: float | None = None
+    ) -> Workflow:
+        """:meth:`wait_for_workflow` for sync code (polls every ``interval`` seconds)."""
+        wanted = _workflow_id(workflow_id)
+        q = workflow_queries(chancy.prefix)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            row: Any = chancy._run_sync(Spec(q["workflow_state"], {"id": wanted}, "one"))
+            if row is None:
+                raise KeyError(f"no workflow with id {wanted}")
+            if row["state"] in _TERMINAL:
+                found = cls.sync_fetch_workflow(chancy, wanted)
+                if found is None:
+                    raise KeyError(f"no workflow with id {wanted}")
+                return found
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"workflow {wanted} did not finish within {timeout}s (it is {row['state']})"
+                )
+            wait = interval if deadline is None else min(interval, deadline - time.monotonic())
+            time.sleep(max(0.0, wait))
 
     # -- the leader's service -------------------------------------------------------------
 
