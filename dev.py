@@ -3,7 +3,8 @@
 
     python3 dev.py demo [args]                 run the demo (embedded PostgreSQL unless CHANCY_DSN)
     python3 dev.py check [--quick] [pytest args]
-                                               ruff format --check, ruff check, mypy, pytest
+                                               ruff format --check, ruff check, mypy,
+                                               mkdocs build --strict, pytest
     python3 dev.py fmt                         ruff format, then ruff check --fix
 
 Each command creates or reuses .venv in the repository and installs chancy there (editable, with
@@ -30,6 +31,8 @@ VENV_PYTHON = os.path.join(VENV_BIN, "python.exe" if os.name == "nt" else "pytho
 CONSTRAINTS = os.path.join(ROOT, "constraints.txt")
 PYPROJECT = os.path.join(ROOT, "pyproject.toml")
 STAMP = os.path.join(VENV, ".chancy-dev-stamp")
+# Where the check builds the docs (inside .venv, so the tree stays clean).
+DOCS_SITE = os.path.join(VENV, "site")
 EXTRAS = "all,dev"
 # Bump to force a reinstall when the way this script installs changes.
 SETUP_VERSION = "1"
@@ -45,7 +48,8 @@ usage: python3 dev.py demo [args...]
        python3 dev.py fmt
 
   demo    run `python -m chancy.demo` (uses the embedded PostgreSQL unless CHANCY_DSN is set)
-  check   ruff format --check, ruff check, mypy, then pytest; stops at the first failure.
+  check   ruff format --check, ruff check, mypy, mkdocs build --strict, then pytest; stops at
+          the first failure.
           --quick leaves out tests marked slow; other arguments go to pytest.
   fmt     format the code and apply ruff's safe fixes
 """
@@ -194,6 +198,7 @@ def cmd_check(args: list[str]) -> int:
     quick = "--quick" in args
     pytest_args = [a for a in args if a != "--quick"]
     env = venv_env()
+    env["NO_MKDOCS_2_WARNING"] = "1"  # Material's notice about its successor, not a docs issue
     pytest_cmd = [VENV_PYTHON, "-m", "pytest", "-n", str(test_workers())]
     if quick:
         pytest_cmd += ["-m", "not slow"]
@@ -202,6 +207,11 @@ def cmd_check(args: list[str]) -> int:
         ("format", "ruff format --check .", [VENV_PYTHON, "-m", "ruff", "format", "--check", "."]),
         ("lint", "ruff check .", [VENV_PYTHON, "-m", "ruff", "check", "."]),
         ("types", "mypy", [VENV_PYTHON, "-m", "mypy"]),
+        (
+            "docs",
+            "mkdocs build --strict",
+            [VENV_PYTHON, "-m", "mkdocs", "build", "--strict", "-q", "-d", DOCS_SITE],
+        ),
         (
             "tests",
             shlex.join(["pytest", *pytest_cmd[3:], *pytest_args]),
