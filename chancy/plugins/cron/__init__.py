@@ -72,6 +72,13 @@ class CronSchedule(TypedDict):
     paused_at: datetime | None
 
 
+def _get_spec(chancy: Chancy, unique_keys: Iterable[str] | None) -> Spec[Any]:
+    if isinstance(unique_keys, str):
+        unique_keys = [unique_keys]
+    keys = None if unique_keys is None else list(unique_keys)
+    return Spec(cron_queries(chancy.prefix)["cron_get"], {"keys": keys}, "all")
+
+
 def _schedule_from_row(row: Any) -> CronSchedule:
     return CronSchedule(
         unique_key=row["unique_key"],
@@ -345,12 +352,8 @@ class Cron(Plugin):
         cls, chancy: Chancy, unique_keys: Iterable[str] | None = None
     ) -> dict[str, CronSchedule]:
         """Every schedule (or those with ``unique_keys``), by unique key."""
-        q = cron_queries(chancy.prefix)
-        if isinstance(unique_keys, str):
-            unique_keys = [unique_keys]
-        keys = None if unique_keys is None else list(unique_keys)
         with _explain_missing_table(chancy):
-            rows: Any = await chancy._run(Spec(q["cron_get"], {"keys": keys}, "all"))
+            rows: Any = await chancy._run(_get_spec(chancy, unique_keys))
         return {row["unique_key"]: _schedule_from_row(row) for row in rows}
 
     @classmethod
@@ -429,12 +432,8 @@ class Cron(Plugin):
     def sync_get_schedules(
         cls, chancy: Chancy, unique_keys: Iterable[str] | None = None
     ) -> dict[str, CronSchedule]:
-        q = cron_queries(chancy.prefix)
-        if isinstance(unique_keys, str):
-            unique_keys = [unique_keys]
-        keys = None if unique_keys is None else list(unique_keys)
         with _explain_missing_table(chancy):
-            rows: Any = chancy._run_sync(Spec(q["cron_get"], {"keys": keys}, "all"))
+            rows: Any = chancy._run_sync(_get_spec(chancy, unique_keys))
         return {row["unique_key"]: _schedule_from_row(row) for row in rows}
 
     @classmethod

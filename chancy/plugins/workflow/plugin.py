@@ -245,15 +245,8 @@ class WorkflowPlugin(Plugin):
         offset: int = 0,
     ) -> list[Workflow]:
         """Workflows matching every given filter, newest first."""
-        params = {
-            "ids": None if ids is None else [_workflow_id(i) for i in ids],
-            "states": None if states is None else [str(s) for s in states],
-            "name": name,
-            "limit": limit,
-            "offset": offset,
-        }
-        q = workflow_queries(chancy.prefix)
-        rows: Any = await chancy._run(Spec(q["workflow_get_many"], params, "all"))
+        spec = _fetch_spec(chancy, states, ids, name, limit, offset)
+        rows: Any = await chancy._run(spec)
         return [_workflow_from_row(row) for row in rows]
 
     @classmethod
@@ -385,15 +378,7 @@ class WorkflowPlugin(Plugin):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Workflow]:
-        params = {
-            "ids": None if ids is None else [_workflow_id(i) for i in ids],
-            "states": None if states is None else [str(s) for s in states],
-            "name": name,
-            "limit": limit,
-            "offset": offset,
-        }
-        q = workflow_queries(chancy.prefix)
-        rows: Any = chancy._run_sync(Spec(q["workflow_get_many"], params, "all"))
+        rows: Any = chancy._run_sync(_fetch_spec(chancy, states, ids, name, limit, offset))
         return [_workflow_from_row(row) for row in rows]
 
     @classmethod
@@ -649,3 +634,21 @@ def _workflow_from_row(row: dict[str, Any]) -> Workflow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _fetch_spec(
+    chancy: Chancy,
+    states: Iterable[str] | None,
+    ids: Iterable[Any] | None,
+    name: str | None,
+    limit: int,
+    offset: int,
+) -> Spec[Any]:
+    params = {
+        "ids": None if ids is None else [_workflow_id(i) for i in ids],
+        "states": None if states is None else [str(s) for s in states],
+        "name": name,
+        "limit": limit,
+        "offset": offset,
+    }
+    return Spec(workflow_queries(chancy.prefix)["workflow_get_many"], params, "all")
