@@ -34,7 +34,36 @@ def _database() -> dict[str, object]:
 if not settings.configured:
     settings.configure(
         DATABASES={"default": _database()},
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_tasks"],
+        INSTALLED_APPS=[
+            "django.contrib.admin",
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "django_tasks",
+            "chancy.contrib.django",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+        ],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        ROOT_URLCONF="tests.django.urls",
+        SECRET_KEY="tests-only-not-secret",
+        ALLOWED_HOSTS=["testserver"],
         TASKS={
             "default": {
                 "BACKEND": "chancy.contrib.django.tasks.ChancyTaskBackend",

@@ -130,3 +130,42 @@ async def test_the_dashboard_logs_in_django_users(app: Chancy) -> None:
         assert denied.status_code == 403
         assert (await client.get("/api/v1/queues", headers=look)).status_code == 200
     await sync_to_async(connections.close_all)()
+
+
+async def test_the_admin_lists_jobs_and_retries_and_cancels_them() -> None:
+    """The admin pages read chancy's tables (default prefix) through unmanaged models."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    chancy = get_chancy(prefix="chancy_")
+    async with chancy:
+        await chancy.migrate()
+        try:
+            failed = await chancy.push(Job(func="tests.jobs.noop", queue="default"))
+            await chancy.cancel_job(failed)
+            waiting = await chancy.push(Job(func="tests.jobs.add", queue="default"))
+
+            def browse() -> tuple[str, int, int]:
+                admin = User.objects.create_superuser("root", password="root-password-123")
+                client = Client()
+                client.force_login(admin)
+                listing = client.get("/admin/chancy/job/").content.decode()
+                retried = client.post(
+                    "/admin/chancy/job/",
+                    {"action": "retry_jobs", "_selected_action": [str(failed.identifier)]},
+                )
+                cancelled = client.post(
+                    "/admin/chancy/job/",
+                    {"action": "cancel_jobs", "_selected_action": [str(waiting.identifier)]},
+                )
+                return listing, retried.status_code, cancelled.status_code
+
+            listing, retried, cancelled = await sync_to_async(browse)()
+            assert "tests.jobs.noop" in listing and "tests.jobs.add" in listing
+            assert (retried, cancelled) == (302, 302)
+            assert str((await chancy.get_job(failed)).state) == "retrying"  # type: ignore[union-attr]
+            assert str((await chancy.get_job(waiting)).state) == "failed"  # type: ignore[union-attr]
+        finally:
+            await chancy.migrate(to_version=0)
+            chancy.sync_close()
+            await sync_to_async(connections.close_all)()
