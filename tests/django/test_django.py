@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connection, connections
 from django_tasks import TaskResultStatus, default_task_backend
 from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
 
 from chancy import Chancy, Job, Queue
-from chancy.contrib.django import get_chancy, push
+from chancy.contrib.django import get_chancy
 from chancy.errors import ConfigurationError
 from chancy.testing import run_until_idle
-from tests.django.tasks import add, explode
+from examples.django_app.jobs import add, explode
 
 # pytest-django: a test database (test_<name>) and real commits, since chancy's own pool and
 # workers must see what the Django connection commits.
@@ -57,21 +57,30 @@ def test_chancy_takes_a_django_databases_entry() -> None:
             del settings.DATABASES["other"]
 
 
-async def test_a_job_pushed_in_a_rolled_back_atomic_block_does_not_exist(
+async def test_a_view_s_job_exists_only_if_its_transaction_commits(
     app: Chancy, django_prefix: str
 ) -> None:
-    def view(fail: bool) -> str:
-        with transaction.atomic():
-            ref = push(Job(func="tests.jobs.noop", queue="default"))
-            if fail:
-                raise RuntimeError("the view failed after pushing")
-        return str(ref)
+    """examples/django_app: POST /signup creates a user and pushes a job in one atomic block."""
+    from django.contrib.auth.models import User
+    from django.test import Client
 
-    committed = await sync_to_async(view)(False)
-    with pytest.raises(RuntimeError):
-        await sync_to_async(view)(True)
-    assert await sync_to_async(_count)(django_prefix) == 1
-    assert (await app.get_job(committed)) is not None
+    def sign_up(username: str, fail: bool) -> Any:
+        client = Client(raise_request_exception=False)
+        data = {"username": username, **({"fail": "1"} if fail else {})}
+        return client.post("/signup", data)
+
+    ok = await sync_to_async(sign_up)("ana", False)
+    assert ok.status_code == 200, ok.content
+    failed = await sync_to_async(sign_up)("bo", True)
+    assert failed.status_code == 500
+    names = await sync_to_async(lambda: sorted(User.objects.values_list("username", flat=True)))()
+    assert names == ["ana"]  # bo's user was rolled back...
+    assert await sync_to_async(_count)(django_prefix) == 1  # ...and so was bo's job
+    job = await app.get_job(ok.json()["job_id"])
+    assert job is not None and job.kwargs == {"username": "ana"}
+    await app.declare(Queue("default", executor=Chancy.Executor.Async), upsert=True)
+    done = await run_until_idle(app, queues=["default"])
+    assert [j.result for j in done] == ["welcome, ana"]
 
 
 async def test_the_tasks_backend_runs_tasks_on_a_worker(app: Chancy) -> None:

@@ -1,8 +1,12 @@
-"""Django tasks (django-tasks backport API) run by chancy workers in the tests."""
+"""The example's jobs and Django tasks."""
 
 from __future__ import annotations
 
 from django_tasks import task
+
+
+async def welcome(username: str) -> str:
+    return f"welcome, {username}"
 
 
 @task(queue_name="reports", priority=10)
