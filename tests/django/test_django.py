@@ -146,19 +146,30 @@ async def test_the_admin_lists_jobs_and_retries_and_cancels_them() -> None:
     from django.contrib.auth.models import User
     from django.test import Client
 
-    chancy = get_chancy(prefix="chancy_")
+    from chancy.plugins.cron import Cron
+    from chancy.plugins.workflow import Workflow, WorkflowPlugin
+
+    chancy = get_chancy(prefix="chancy_", plugins=[Cron(), WorkflowPlugin()])
     async with chancy:
         await chancy.migrate()
         try:
             failed = await chancy.push(Job(func="tests.jobs.noop", queue="default"))
             await chancy.cancel_job(failed)
             waiting = await chancy.push(Job(func="tests.jobs.add", queue="default"))
+            await Cron.schedule(
+                chancy, "@daily", Job(func="tests.jobs.noop").with_unique_key("daily")
+            )
+            await WorkflowPlugin.push(chancy, Workflow("etl").add("a", Job(func="tests.jobs.noop")))
 
             def browse() -> tuple[str, int, int]:
                 admin = User.objects.create_superuser("root", password="root-password-123")
                 client = Client()
                 client.force_login(admin)
                 listing = client.get("/admin/chancy/job/").content.decode()
+                crons = client.get("/admin/chancy/cronschedule/").content.decode()
+                flows = client.get("/admin/chancy/workflow/").content.decode()
+                assert ">daily<" in crons, crons[-2000:]
+                assert "etl (pending)" in flows or ">etl<" in flows, flows[-2000:]
                 retried = client.post(
                     "/admin/chancy/job/",
                     {"action": "retry_jobs", "_selected_action": [str(failed.identifier)]},

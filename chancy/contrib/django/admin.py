@@ -1,16 +1,19 @@
 """Admin pages over chancy's tables: read-only lists, plus retry and cancel for jobs.
 
-Actions go through chancy's own API (fenced, notifying workers), never a raw UPDATE.
+Actions go through chancy's own API (fenced, notifying workers), never a raw UPDATE. The cron
+and workflow pages are registered when ``settings.CHANCY_ADMIN_PLUGINS`` names them (default
+both: set it to ``[]`` or ``["workflows"]`` when the Cron plugin is not installed).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 
 from chancy.contrib.django import get_chancy
-from chancy.contrib.django.models import Job, Queue, Worker
+from chancy.contrib.django.models import CronSchedule, Job, Queue, Worker, Workflow
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -55,3 +58,20 @@ class QueueAdmin(_ReadOnly):
 @admin.register(Worker)
 class WorkerAdmin(_ReadOnly):
     list_display = ("worker_id", "last_seen", "expires_at")
+
+
+_PLUGINS = set(getattr(settings, "CHANCY_ADMIN_PLUGINS", ("cron", "workflows")))
+
+if "cron" in _PLUGINS:
+
+    @admin.register(CronSchedule)
+    class CronScheduleAdmin(_ReadOnly):
+        list_display = ("unique_key", "cron", "timezone", "queue", "next_run", "paused_at")
+
+
+if "workflows" in _PLUGINS:
+
+    @admin.register(Workflow)
+    class WorkflowAdmin(_ReadOnly):
+        list_display = ("id", "name", "state", "created_at", "updated_at")
+        list_filter = ("state",)

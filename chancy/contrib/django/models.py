@@ -70,3 +70,42 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.worker_id
+
+
+class CronSchedule(models.Model):
+    """A schedule of the ``Cron`` plugin (its table exists when the plugin is installed)."""
+
+    unique_key = models.TextField(primary_key=True)
+    queue = models.TextField()
+    job = models.JSONField()
+    cron = models.TextField()
+    timezone = models.TextField()
+    last_run = models.DateTimeField(null=True)
+    next_run = models.DateTimeField()
+    paused_at = models.DateTimeField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = f"{PREFIX}cron"
+        ordering = ["unique_key"]
+
+    def __str__(self) -> str:
+        return self.unique_key
+
+
+class Workflow(models.Model):
+    """A workflow of the ``WorkflowPlugin`` (its table exists when the plugin is installed)."""
+
+    id = models.UUIDField(primary_key=True)
+    name = models.TextField()
+    state = models.TextField()
+    created_at = models.DateTimeField(null=True)
+    updated_at = models.DateTimeField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = f"{PREFIX}workflows"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.state})"
