@@ -100,6 +100,9 @@ class Fleet:
                 proc.kill()
                 proc.wait(10)
 
+    def log(self, worker_id: str) -> str:
+        return (self.log_dir / f"{worker_id}.log").read_text(errors="replace")
+
     def logs(self) -> str:
         return "\n".join(
             f"----- {w} -----\n{(self.log_dir / f'{w}.log').read_text(errors='replace')[-3000:]}"
@@ -193,7 +196,11 @@ async def test_chaos_every_job_succeeds_and_every_duplicate_is_explained(
                 await asyncio.sleep(0.05)
 
         async def chaos() -> None:
-            await asyncio.sleep(2)  # let the first workers start
+            # The first workers serve before the first kill (each logs "ready").
+            started_at = time.monotonic()
+            while not all("ready" in fleet.log(w) for w in list(fleet.procs)[:WORKERS]):
+                assert time.monotonic() - started_at < 60, fleet.logs()
+                await asyncio.sleep(0.05)
             for n in range(KILLS):
                 victim = rng.choice(fleet.live())
                 fleet.procs[victim].send_signal(signal.SIGKILL)
