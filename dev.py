@@ -6,6 +6,7 @@
                                                ruff format --check, ruff check, mypy,
                                                mkdocs build --strict, pytest
     python3 dev.py fmt                         ruff format, then ruff check --fix
+    python3 dev.py wheel                       build dist/chancy-<version>-py3-none-any.whl
 
 Each command creates or reuses .venv in the repository and installs chancy there (editable, with
 the extras `all` and `dev`) against constraints.txt. The install is skipped while a stamp in .venv
@@ -46,12 +47,14 @@ USAGE = """\
 usage: python3 dev.py demo [args...]
        python3 dev.py check [--quick] [pytest args...]
        python3 dev.py fmt
+       python3 dev.py wheel
 
   demo    run `python -m chancy.demo` (uses the embedded PostgreSQL unless CHANCY_DSN is set)
   check   ruff format --check, ruff check, mypy, mkdocs build --strict, then pytest; stops at
           the first failure.
           --quick leaves out tests marked slow; other arguments go to pytest.
   fmt     format the code and apply ruff's safe fixes
+  wheel   build the wheel to install chancy into your own project (dist/)
 """
 
 
@@ -70,6 +73,74 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
     except FileNotFoundError as exc:
         say(f"dev.py: cannot run {cmd[0]}: {exc}")
         return 127
+    except OSError as exc:
+        explain_os_error(exc)
+        return 1
+
+
+def run_watched(cmd: list[str]) -> tuple[int, str]:
+    """Run ``cmd``, echoing its output, and return its exit code with the output's tail."""
+    tail: list[str] = []
+    try:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    except OSError as exc:
+        explain_os_error(exc)
+        return 1, str(exc)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        tail = [*tail[-199:], line]
+    return proc.wait(), "".join(tail)
+
+
+# What a failed install printed, and the one line that says what to do about it.
+INSTALL_DIAGNOSES = (
+    (
+        ("No space left on device", "[Errno 28]"),
+        "the disk is full: free some space (pip's cache is ~/.cache/pip) and run dev.py again.",
+    ),
+    (
+        (
+            "command 'gcc' failed",
+            "command 'cc' failed",
+            "error: command 'x86_64-linux-gnu-gcc'",
+            "No such file or directory: 'gcc'",
+            "unable to execute 'gcc'",
+            "Python.h: No such file or directory",
+            "You need a C compiler",
+        ),
+        "a package had to be compiled here and there is no C compiler (or no Python headers):"
+        " install them (Debian/Ubuntu: `apt-get install build-essential python3-dev`;"
+        " Fedora: `dnf install gcc python3-devel`), or use a Python version that has wheels.",
+    ),
+    (
+        (
+            "Could not find a version that satisfies",
+            "No matching distribution found",
+            "Temporary failure in name resolution",
+            "Failed to establish a new connection",
+        ),
+        "pip could not download the pinned packages: check the network (or set PIP_INDEX_URL"
+        " to your package mirror) and run dev.py again.",
+    ),
+)
+
+
+def diagnose_install(output: str) -> str | None:
+    for needles, advice in INSTALL_DIAGNOSES:
+        if any(needle in output for needle in needles):
+            return advice
+    return None
+
+
+def explain_os_error(exc: OSError) -> None:
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        sys.exit(f"dev.py: the disk is full ({exc}); free some space and run dev.py again.")
+    say(f"dev.py: {exc}")
 
 
 # --- the virtualenv -------------------------------------------------------------------------
@@ -112,22 +183,29 @@ def venv_python_works() -> bool:
 def create_venv() -> None:
     header(f"creating {VENV} with {sys.executable}")
     # --clear: an existing but broken .venv (moved, or its Python removed) is rebuilt.
-    code = run([sys.executable, "-m", "venv", "--clear", VENV])
+    code, output = run_watched([sys.executable, "-m", "venv", "--clear", VENV])
     if code != 0:
+        advice = diagnose_install(output)
         sys.exit(
-            "dev.py: `python3 -m venv` failed. On Debian or Ubuntu install the venv module first:"
-            " `apt-get install python3-venv`."
+            "dev.py: `python3 -m venv` failed: "
+            + (
+                advice
+                or "on Debian or Ubuntu install the venv module first:"
+                " `apt-get install python3-venv`."
+            )
         )
 
 
 def install() -> None:
     pip = [VENV_PYTHON, "-m", "pip", "--disable-pip-version-check"]
     header("upgrading pip and installing the build backend (pinned by constraints.txt)")
-    code = run([*pip, "install", "--upgrade", "-c", CONSTRAINTS, "pip", *BUILD_REQUIRES])
+    code, output = run_watched(
+        [*pip, "install", "--upgrade", "-c", CONSTRAINTS, "pip", *BUILD_REQUIRES]
+    )
     if code == 0:
         header(f"installing chancy (editable) with extras [{EXTRAS}] against constraints.txt")
         # Build with the pinned hatchling in the venv instead of an unpinned isolated copy.
-        code = run(
+        code, output = run_watched(
             [
                 *pip,
                 "install",
@@ -139,7 +217,11 @@ def install() -> None:
             ]
         )
     if code != 0:
-        sys.exit(f"dev.py: installing into {VENV} failed (exit {code}); see pip's output above.")
+        advice = diagnose_install(output)
+        sys.exit(
+            f"dev.py: installing into {VENV} failed (exit {code}): "
+            + (advice or "see pip's output above.")
+        )
 
 
 def ensure_venv() -> None:
@@ -247,7 +329,34 @@ def cmd_fmt(args: list[str]) -> int:
     return run([VENV_PYTHON, "-m", "ruff", "check", "--fix", "."], env=env)
 
 
-COMMANDS = {"demo": cmd_demo, "check": cmd_check, "fmt": cmd_fmt}
+def build_wheel(out_dir: str) -> str:
+    """Build chancy's wheel into ``out_dir`` with the pinned backend; return its path."""
+    os.makedirs(out_dir, exist_ok=True)
+    before = set(os.listdir(out_dir))
+    code = run(
+        [
+            *(VENV_PYTHON, "-m", "pip", "wheel", "--disable-pip-version-check", "--quiet"),
+            *("--no-deps", "--no-build-isolation", "-w", out_dir, ROOT),
+        ],
+        env=venv_env(),
+    )
+    if code != 0:
+        sys.exit(f"dev.py: building the wheel failed (exit {code}); see pip's output above.")
+    built = sorted(n for n in set(os.listdir(out_dir)) - before if n.endswith(".whl"))
+    if not built:  # rebuilt over an identical file
+        built = sorted(n for n in os.listdir(out_dir) if n.startswith("chancy-"))
+    return os.path.join(out_dir, built[-1])
+
+
+def cmd_wheel(args: list[str]) -> int:
+    out_dir = args[0] if args else os.path.join(ROOT, "dist")
+    path = build_wheel(out_dir)
+    say(f"built {path}")
+    say(f"install it into your project with:\n  pip install 'chancy[all] @ file://{path}'")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "check": cmd_check, "fmt": cmd_fmt, "wheel": cmd_wheel}
 
 
 def main(argv: list[str]) -> int:

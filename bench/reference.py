@@ -1,10 +1,22 @@
-"""W4, the reference: a hand-written psycopg loop on a plain table, on the same server.
+"""W4, the reference: the fastest honest hand-written loop on a plain table, same server.
 
-It does the least a job queue must do per job: claim 100 with ``FOR UPDATE SKIP LOCKED``,
-call the job, mark the batch done in one statement (one connection), and insert with COPY.
-Every chancy figure is divided by the matching reference figure measured in the same run.
-The latency reference is a LISTEN consumer in its own process, woken by an INSERT that
-carries ``pg_notify``: ``python -m bench.reference consume DSN PREFIX OUT``.
+It does the least a job queue must do per job, with the durability chancy has (autocommit,
+every commit as the server's synchronous_commit says, a logged table):
+
+- drain: claim 100 in priority order with ``FOR UPDATE SKIP LOCKED``, call the no-op for each,
+  mark the 100 done in one ``UPDATE``; on one connection, and on four at once (four
+  processes, so the client's Python is not the limit);
+- push: a binary ``COPY`` of rows the client encodes itself (ids made as chancy makes them);
+- latency: a LISTEN consumer woken by an INSERT that carries ``pg_notify``.
+
+Each drain connection runs in its own process (``python -m bench.reference drain DSN``,
+kept for the whole run): a synchronous psycopg connection, statements prepared before the
+clock starts, rows as tuples. The earlier, slower form of this loop (asyncio psycopg, dict
+rows, a claim joined to its picked ids, random ids) is kept as :func:`legacy_drain`, so the
+W4 section can show what the rework changed, measured in the same run.
+
+Every chancy figure is divided by the matching reference figure measured in the same
+repetition. The latency consumer: ``python -m bench.reference consume DSN PREFIX OUT``.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import struct
 import sys
 import time
 import warnings
@@ -20,29 +33,61 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from bench import jobs
+from bench import jobs, procs
 from bench.db import connect, queries
 from chancy.utils import chancy_uuid
 
 QUEUE = "ref"
+BATCH = 100
 
 
 async def setup(dsn: str, prefix: str) -> None:
     conn = await connect(dsn)
     async with conn:
         q = queries(prefix)
-        await conn.execute(q["ref_drop"])
-        await conn.execute(q["ref_create"])
+        for name in ("ref_drop", "legacy_drop", "ref_create", "legacy_create"):
+            await conn.execute(q[name])
 
 
 async def teardown(dsn: str, prefix: str) -> None:
     conn = await connect(dsn)
     async with conn:
-        await conn.execute(queries(prefix)["ref_drop"])
+        q = queries(prefix)
+        await conn.execute(q["ref_drop"])
+        await conn.execute(q["legacy_drop"])
 
 
-async def copy_rate(dsn: str, prefix: str, n: int) -> float:
-    """Jobs per second inserted with COPY in one transaction (ids made client-side)."""
+# -- push -----------------------------------------------------------------------------
+
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_TRAILER = b"\xff\xff"
+_ROW = struct.Struct("!hi16si3si15si")
+_QUEUE_B = QUEUE.encode()
+_FUNC_B = b"bench.jobs.noop"
+
+
+def _binary_rows(start: int, stop: int) -> bytes:
+    """Rows ``start``..``stop`` in COPY's binary format: id, queue, func, kwargs (jsonb).
+
+    The kwargs are ``{"n": i}``, as in chancy's W1 push; jsonb's binary form is a version
+    byte followed by the JSON text.
+    """
+    pack = _ROW.pack
+    parts = []
+    for i in range(start, stop):
+        kwargs = b'\x01{"n": %d}' % i
+        parts.append(
+            pack(4, 16, chancy_uuid().bytes, 3, _QUEUE_B, 15, _FUNC_B, len(kwargs)) + kwargs
+        )
+    return b"".join(parts)
+
+
+async def copy_rate(dsn: str, prefix: str, n: int, chunk: int = 5000) -> float:
+    """Jobs per second inserted by one binary COPY in one transaction.
+
+    The client makes the ids (time-ordered, as chancy does) and encodes the rows itself,
+    ``chunk`` rows per write, so encoding overlaps with the server storing the previous chunk.
+    """
     q = queries(prefix)
     conn = await connect(dsn)
     async with conn:
@@ -51,45 +96,173 @@ async def copy_rate(dsn: str, prefix: str, n: int) -> float:
         async with conn.transaction():
             cur = conn.cursor()
             async with cur.copy(q["ref_copy"]) as copy:
-                for _ in range(n):
-                    await copy.write_row((chancy_uuid(), QUEUE, "bench.jobs.noop", "{}"))
+                await copy.write(_HEADER)
+                for offset in range(0, n, chunk):
+                    await copy.write(_binary_rows(offset, min(n, offset + chunk)))
+                await copy.write(_TRAILER)
+        elapsed = time.perf_counter() - start
+        cur = await conn.execute(q["ref_pending"])
+        row = await cur.fetchone()
+        await conn.execute(q["ref_truncate"])
+    if row is None or row["n"] != n:
+        raise RuntimeError(f"reference COPY stored {row} rows, not {n}")
+    return n / elapsed
+
+
+async def write_row_copy_rate(dsn: str, prefix: str, n: int) -> float:
+    """The same rows as :func:`copy_rate` by the earlier reference's way of writing them:
+    a text COPY with one psycopg ``write_row`` per row."""
+    q = queries(prefix)
+    conn = await connect(dsn)
+    async with conn:
+        await conn.execute(q["ref_truncate"])
+        start = time.perf_counter()
+        async with conn.transaction():
+            cur = conn.cursor()
+            async with cur.copy(q["ref_copy_text"]) as copy:
+                for i in range(n):
+                    await copy.write_row((chancy_uuid(), QUEUE, "bench.jobs.noop", f'{{"n": {i}}}'))
         elapsed = time.perf_counter() - start
         await conn.execute(q["ref_truncate"])
     return n / elapsed
 
 
-async def drain(dsn: str, prefix: str, n: int, batch: int = 100) -> dict[str, Any]:
-    """Drain ``n`` queued no-op jobs on one connection; return the rate and its time series."""
+# -- drain ----------------------------------------------------------------------------
+
+
+async def drain(dsn: str, prefix: str, n: int, connections: int = 1) -> dict[str, Any]:
+    """Drain ``n`` queued no-op jobs with ``connections`` processes, one connection each.
+
+    The rate is ``n`` over the time from the first claim to the last completion, both taken
+    by the drain processes (same machine clock); the processes are connected and their
+    statements prepared before the clock starts. Returns the rate, the seconds, the
+    completions over time and every claim's latency.
+    """
     q = queries(prefix)
     conn = await connect(dsn)
     async with conn:
         await conn.execute(q["ref_truncate"])
         await conn.execute(q["ref_fill"], {"n": n, "queue": QUEUE})
-        # Fresh statistics, as for chancy's table (see bench.drain.push_backlog).
+        # Fresh statistics: the claim's plan must not depend on them (see ref_create).
         await conn.execute(q["ref_analyze"])
-        claim, done = q["ref_claim"], q["ref_done"]
+        children = await procs.pool(DrainPool, dsn).take(connections)
+        try:
+            for child in children:
+                procs.send_line(child, f"prepare {prefix}")
+            for child in children:
+                await procs.wait_line(child, "prepared")
+            for child in children:
+                procs.send_line(child, "go")
+            timeout = max(120.0, n / 200)
+            outcomes = [json.loads(await procs.read_line(c, timeout)) for c in children]
+        except BaseException:
+            await procs.stop(children)
+            raise
+        cur = await conn.execute(q["ref_pending"])
+        row = await cur.fetchone()
+        await conn.execute(q["ref_truncate"])
+    finished = sum(o["finished"] for o in outcomes)
+    if finished != n or row is None or row["n"] != 0:
+        raise RuntimeError(f"reference drain finished {finished} of {n} jobs ({row} left)")
+    start = min(o["start"] for o in outcomes)
+    end = max(o["end"] for o in outcomes)
+    series = sorted((t - start, k) for o in outcomes for t, k in o["series"])
+    claims = [c for o in outcomes for c in o["claims"]]
+    return {"rate": n / (end - start), "seconds": end - start, "series": series, "claims": claims}
+
+
+class DrainPool(procs.ProcessPool):
+    """Reference drain processes: ``python -m bench.reference drain DSN``."""
+
+    module = "bench.reference"
+
+    def args(self) -> list[str]:
+        return ["drain", self.dsn]
+
+
+def drain_process(dsn: str) -> None:
+    """Reference drain connections, reused: ``prepare PREFIX``, then ``go``, repeatedly.
+
+    ``prepare`` readies the claim and the completion of that prefix's table (prints
+    ``prepared``); ``go`` drains it and prints one JSON line: when the drain started and
+    ended (``time.time()``), how many jobs this connection finished, completions over time
+    and the latency of every claim that returned jobs.
+    """
+    noop = jobs.noop_sync
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
+        cur = conn.cursor()
+        print("up", flush=True)
+        claim = done = ""
+        for line in sys.stdin:
+            command, _, argument = line.strip().partition(" ")
+            if command == "prepare":
+                q = queries(argument)
+                claim, done = q["ref_claim"], q["ref_done"]
+                # Prepared before the clock starts: a claim of none, a completion of nothing.
+                cur.execute(claim, {"queue": QUEUE, "limit": 0})
+                cur.execute(done, {"ids": []})
+                print("prepared", flush=True)
+                continue
+            if command != "go":
+                return
+            params = {"queue": QUEUE, "limit": BATCH}
+            series: list[tuple[float, int]] = []
+            claims: list[float] = []
+            finished = 0
+            start = end = time.time()
+            while True:
+                t = time.perf_counter()
+                rows = cur.execute(claim, params).fetchall()
+                if not rows:
+                    break
+                claims.append(time.perf_counter() - t)
+                for _row in rows:
+                    noop()
+                cur.execute(done, {"ids": [r[0] for r in rows]})
+                end = time.time()
+                finished += len(rows)
+                series.append((end, len(rows)))
+            outcome = {
+                "start": start,
+                "end": end,
+                "finished": finished,
+                "series": series,
+                "claims": claims,
+            }
+            print(json.dumps(outcome), flush=True)
+
+
+async def legacy_drain(dsn: str, prefix: str, n: int, batch: int = BATCH) -> float:
+    """The earlier reference drain, unchanged: asyncio psycopg on the driver's connection,
+    dict rows, an ``await`` per job, the claim joined to its picked ids, random ids."""
+    q = queries(prefix)
+    conn = await connect(dsn)
+    async with conn:
+        await conn.execute(q["legacy_truncate"])
+        await conn.execute(q["legacy_fill"], {"n": n, "queue": QUEUE})
+        await conn.execute(q["legacy_analyze"])
+        claim, done = q["legacy_claim"], q["legacy_done"]
         params = {"queue": QUEUE, "limit": batch}
-        series: list[tuple[float, int]] = []
-        claims: list[float] = []
         finished = 0
         start = time.perf_counter()
+        elapsed = 0.0
         while True:
-            t = time.perf_counter()
             cur = await conn.execute(claim, params)
             rows = await cur.fetchall()
-            claims.append(time.perf_counter() - t)
             if not rows:
                 break
             for _row in rows:
                 await jobs.noop()
             await conn.execute(done, {"ids": [r["id"] for r in rows]})
             finished += len(rows)
-            series.append((time.perf_counter() - start, len(rows)))
-        elapsed = series[-1][0] if series else 0.0
-        await conn.execute(q["ref_truncate"])
+            elapsed = time.perf_counter() - start
+        await conn.execute(q["legacy_truncate"])
     if finished != n:
-        raise RuntimeError(f"reference drain finished {finished} of {n} jobs")
-    return {"rate": n / elapsed, "seconds": elapsed, "series": series, "claims": claims[:-1]}
+        raise RuntimeError(f"legacy reference drain finished {finished} of {n} jobs")
+    return n / elapsed
+
+
+# -- latency --------------------------------------------------------------------------
 
 
 async def trickle(dsn: str, prefix: str, *, count: int, rate: float, push: Any = None) -> float:
@@ -153,7 +326,7 @@ def consume(dsn: str, prefix: str, out: str) -> None:
         conn.add_notify_handler(lambda _n: woken.__setitem__(0, True))
         conn.execute(q["ref_listen"])
         print("ready", flush=True)
-        params = {"queue": QUEUE, "limit": 100}
+        params = {"queue": QUEUE, "limit": BATCH}
         while not stopping:
             if not woken[0]:
                 for _ in conn.notifies(timeout=0.2, stop_after=1):
@@ -175,5 +348,10 @@ def consume(dsn: str, prefix: str, out: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "consume":
         consume(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif len(sys.argv) == 3 and sys.argv[1] == "drain":
+        drain_process(sys.argv[2])
     else:
-        raise SystemExit("usage: python -m bench.reference consume DSN PREFIX OUT")
+        raise SystemExit(
+            "usage: python -m bench.reference consume DSN PREFIX OUT\n"
+            "       python -m bench.reference drain DSN"
+        )

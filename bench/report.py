@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
-from bench.results import Figure, Results
+from bench.drain import OUTSIDE
+from bench.results import Conditioned, Figure, Results
 from bench.stats import Summary
 
 THROUGHPUT_PNG = "bench-throughput.png"
@@ -51,12 +53,130 @@ def table(figures: Sequence[Figure]) -> str:
     return "\n".join(lines)
 
 
-def notes_for(figures: Sequence[Figure]) -> list[str]:
+def _case(f: Figure, *, bold: bool = False) -> str:
+    name = f"**{f.condition}**" if bold else f.condition
+    cut = f" (cut off {f.cut} of {len(f.values)})" if f.cut else ""
+    return f"{name}: {_num(f.summary.median, f.unit)}{cut}, ratio {_ratio(f.ratios)}"
+
+
+def _group_met(g: Conditioned) -> str:
+    met = g.met
+    if met is None:
+        return ""
+    return "met" if met else "**not met**"
+
+
+def conditioned_table(groups: Sequence[Conditioned]) -> str:
+    """Best and worst condition side by side, one row per figure and measure."""
+    lines = [
+        "| | figure | measured by | best condition | worst condition | worst / best | target | |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for g in groups:
+        for i, measure in enumerate(g.measures):
+            best, worst = g.best(measure), g.worst(measure)
+            if best.higher_is_better:
+                spread = f"{worst.ratios.median / best.ratios.median:.2f}"
+            else:
+                spread = f"{worst.ratios.median / best.ratios.median:.2f}x"
+            unit = g.figures[measure][0].unit
+            first = i == 0
+            lines.append(
+                f"| {g.workload if first else ''} | {f'{g.label} ({unit})' if first else ''}"
+                f" | {measure} | {_case(best)} | {_case(worst, bold=len(g.figures[measure]) > 1)}"
+                f" | {spread} | {g.target if first else ''} | {_group_met(g) if first else ''} |"
+            )
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value * 1000:,.0f} ms"
+
+
+def detail_table(groups: Sequence[Conditioned]) -> str:
+    """Every condition of every figure: each measure with its ratio, in one row."""
+    lines = [
+        "| | figure | condition | chancy | ratio to W4 | chancy, outside poller"
+        " | ratio to W4 | W4 reference | start-up | write-back | autovacuum, autoanalyze runs"
+        " | cut off |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in groups:
+        measures = g.measures
+        for i, first in enumerate(g.figures[measures[0]]):
+            condition, unit = first.condition, first.unit
+            second = next((f for f in g.figures.get(OUTSIDE, []) if f.condition == condition), None)
+            if measures[0] == OUTSIDE:
+                second = None
+            d = g.details.get(condition, {})
+            maint = f"{d['autovacuum']}, {d['autoanalyze']}" if d else ""
+            cut = ", ".join(f"{k:,}" for k in d.get("cut") or [])
+            if cut:
+                cut = f"{len(d['cut'])} of {len(first.values)}, with {cut} of {d['n']:,} done"
+            lines.append(
+                f"| {g.workload if i == 0 else ''} | {f'{g.label} ({unit})' if i == 0 else ''}"
+                f" | {condition} | {_summary(first.summary, unit)} ({measures[0]})"
+                f" | {_ratio(first.ratios)}"
+                f" | {_summary(second.summary, unit) if second else ''}"
+                f" | {_ratio(second.ratios) if second else ''}"
+                f" | {_summary(first.reference_summary, unit)}"
+                f" | {_seconds(d.get('startup'))} | {_seconds(d.get('writeback'))} | {maint}"
+                f" | {cut} |"
+            )
+    return "\n".join(lines)
+
+
+def reference_table(figures: Sequence[Figure]) -> str:
+    lines = [
+        "| figure | value | compared with | its value | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for f in figures:
+        lines.append(
+            f"| {f.label} ({f.unit}) | {_summary(f.summary, f.unit)} | {f.reference_label}"
+            f" | {_summary(f.reference_summary, f.unit)} | {_ratio(f.ratios)} |"
+        )
+    return "\n".join(lines)
+
+
+def notes_for(figures: Sequence[Figure | Conditioned]) -> list[str]:
     out = []
     for f in figures:
         if f.note:
             out.append(f"- {f.workload}, {f.label}: {f.note}.")
     return out
+
+
+CONDITIONS_TEXT = (
+    "Every drain runs under each statistics condition in every repetition, each on its own"
+    " installation: `fresh` (the table as created and pushed to, never analyzed),"
+    " `analyzed` (`VACUUM ANALYZE` of the jobs table with the whole backlog queued, right"
+    " before the workers start: what autovacuum does after a large insert) and `autovacuum`"
+    " (aggressive per-table autovacuum and autoanalyze settings; the statistics are whatever"
+    " autovacuum last took, when the server chose to). W5's table is loaded once, so its"
+    " conditions run one after the other (fresh, analyzed, autovacuum). Each drain starts new"
+    " chancy workers (in worker processes kept for the run) once the backlog is queued, and is"
+    " measured two ways: by the **database clock** (first `started_at` to last"
+    " `completed_at`) and by an **outside poller** (from the moment the workers are told to"
+    " start to the moment the benchmark process, polling every 10 ms, sees no unfinished job),"
+    " so the workers' start-up and the write-back of the last completions count. Targets are"
+    " judged on the worst condition, database clock: users get whatever statistics their"
+    " tables have."
+)
+
+
+def _cap_text(results: Results) -> str:
+    sizes = results.info.get("sizes")
+    cap = getattr(sizes, "drain_cap", None)
+    if cap is None:
+        return ""
+    return (
+        f" A drain not finished {cap:g} s after the go is cut off (its workers stopped) and"
+        " measured over the jobs it finished by then, marked *cut off*: a collapsed drain"
+        " would take minutes."
+    )
 
 
 def markdown(results: Results, *, image_dir: str, header: Sequence[str]) -> str:
@@ -67,8 +187,40 @@ def markdown(results: Results, *, image_dir: str, header: Sequence[str]) -> str:
         " measured right before it in the same repetition (for latencies a ratio above 1"
         " means slower than the reference)."
     )
-    parts += ["", table(results.figures), ""]
-    notes = notes_for(results.figures)
+    plain = [f for f in results.figures if f.workload != "W4"]
+    if plain:
+        parts += ["", table(plain), ""]
+    if results.conditioned:
+        parts += [
+            "## Drains under three statistics conditions",
+            "",
+            CONDITIONS_TEXT + _cap_text(results),
+            "",
+            conditioned_table(results.conditioned),
+            "",
+            "### Every condition",
+            "",
+            "Each measure with its ratio to the W4 figure of the same repetition. Start-up:"
+            " from the go to the first claim; write-back: from the last completion"
+            " (`completed_at`) to the poller seeing it (both medians); autovacuum and"
+            " autoanalyze runs on the jobs table that ended during the drains, summed over the"
+            " repetitions.",
+            "",
+            detail_table(results.conditioned),
+            "",
+        ]
+    own = [f for f in results.figures if f.workload == "W4"]
+    if own:
+        parts += [
+            "## W4, the reference",
+            "",
+            "The reference loops themselves (see bench/README.md), each against the loop it"
+            " replaced or extends, measured in the same repetition.",
+            "",
+            reference_table(own),
+            "",
+        ]
+    notes = notes_for([*results.figures, *results.conditioned])
     if notes:
         parts += ["Per-figure notes:", "", *notes, ""]
     if results.notes:
@@ -78,7 +230,8 @@ def markdown(results: Results, *, image_dir: str, header: Sequence[str]) -> str:
             "## Throughput over time",
             "",
             "Jobs completed per second (250 ms bins) during the first repetition of each W2"
-            " drain, from the first claim.",
+            " drain, from the first claim: every executor in the `fresh` condition, and the"
+            " tuned async worker under each condition.",
             "",
             f"![throughput over time]({image_dir}{THROUGHPUT_PNG})",
             "",
@@ -99,6 +252,36 @@ def markdown(results: Results, *, image_dir: str, header: Sequence[str]) -> str:
     return "\n".join(parts)
 
 
+def _figure_json(fig: Figure) -> dict[str, Any]:
+    return {
+        "workload": fig.workload,
+        "label": fig.label,
+        "unit": fig.unit,
+        "condition": fig.condition,
+        "measure": fig.measure,
+        "values": fig.values,
+        "reference": fig.reference,
+        "reference_label": fig.reference_label,
+    }
+
+
+def as_json(results: Results) -> list[dict[str, Any]]:
+    """Every figure and each condition of the conditioned ones, for results.json."""
+    out = [{**_figure_json(f), "target": f.target, "met": f.met} for f in results.figures]
+    for g in results.conditioned:
+        for measure in g.measures:
+            for f in g.figures[measure]:
+                out.append(
+                    {
+                        **_figure_json(f),
+                        "target": g.target,
+                        "met": g.met,
+                        "details": g.details.get(f.condition, {}),
+                    }
+                )
+    return out
+
+
 def plots(results: Results, out_dir: str) -> list[str]:
     """Write the PNG plots; return their paths (none when matplotlib is missing)."""
     try:
@@ -111,15 +294,28 @@ def plots(results: Results, out_dir: str) -> list[str]:
         return []
     written = []
     if results.series:
-        fig, ax = plt.subplots(figsize=(9, 4.5))
-        for name, series in results.series.items():
-            xs, ys = _binned(series, 0.25)
-            ax.plot(xs, ys, label=name, linewidth=1.2)
-        ax.set_xlabel("seconds since the first claim")
-        ax.set_ylabel("jobs completed per second")
-        ax.set_title("Drain throughput over time (W2, one worker; W4 reference)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+        by_executor = {
+            k: v for k, v in results.series.items() if "(" not in k or k.endswith("(fresh)")
+        }
+        by_condition = {
+            k: v
+            for k, v in results.series.items()
+            if k.startswith("chancy async, tuned (") or "(" not in k
+        }
+        for ax, series, title in (
+            (left, by_executor, "Each executor, fresh statistics"),
+            (right, by_condition, "Async, tuned, by statistics condition"),
+        ):
+            for name, points in series.items():
+                xs, ys = _binned(points, 0.25)
+                ax.plot(xs, ys, label=name, linewidth=1.2)
+            ax.set_xlabel("seconds since the first claim")
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        left.set_ylabel("jobs completed per second")
+        fig.suptitle("Drain throughput over time (W2, one worker; W4 reference)")
         fig.tight_layout()
         path = os.path.join(out_dir, THROUGHPUT_PNG)
         fig.savefig(path, dpi=110)

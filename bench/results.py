@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.stats import Summary
@@ -24,6 +25,11 @@ class Figure:
     target: str = ""
     check: Callable[[Figure], bool] | None = None
     note: str = ""
+    #: For a drain: the statistics condition and how it was measured (see bench.drain).
+    condition: str = ""
+    measure: str = ""
+    #: For a drain: how many of its repetitions were cut off before they finished.
+    cut: int = 0
 
     @property
     def summary(self) -> Summary:
@@ -42,10 +48,50 @@ class Figure:
     def met(self) -> bool | None:
         return None if self.check is None else self.check(self)
 
+    def goodness(self) -> float:
+        """The median ratio, oriented so that higher is better."""
+        ratio = self.ratios.median
+        return ratio if self.higher_is_better else -ratio
+
+
+@dataclasses.dataclass
+class Conditioned:
+    """One figure measured under each statistics condition (and, for drains, two ways).
+
+    ``figures[measure]`` lists the figure under each condition, in the order run. The target
+    is judged on the worst condition of the first measure: users get whatever statistics
+    their tables have.
+    """
+
+    workload: str
+    label: str
+    figures: dict[str, list[Figure]]
+    target: str = ""
+    check: Callable[[Figure], bool] | None = None
+    note: str = ""
+    #: Per condition: the median start-up and write-back seconds, autovacuum runs, ...
+    details: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def measures(self) -> list[str]:
+        return list(self.figures)
+
+    def best(self, measure: str | None = None) -> Figure:
+        return max(self.figures[measure or self.measures[0]], key=Figure.goodness)
+
+    def worst(self, measure: str | None = None) -> Figure:
+        return min(self.figures[measure or self.measures[0]], key=Figure.goodness)
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.check is None else self.check(self.worst())
+
 
 @dataclasses.dataclass
 class Results:
     figures: list[Figure] = dataclasses.field(default_factory=list)
+    #: Figures measured under each statistics condition (drains, W5's claims).
+    conditioned: list[Conditioned] = dataclasses.field(default_factory=list)
     #: name -> list of (seconds, jobs finished in that instant) for the throughput plot.
     series: dict[str, list[tuple[float, int]]] = dataclasses.field(default_factory=dict)
     #: name -> latencies in seconds, for the latency plot.
@@ -57,3 +103,11 @@ class Results:
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
         return figure
+
+    def add_conditioned(self, group: Conditioned) -> Conditioned:
+        self.conditioned.append(group)
+        return group
+
+
+def median_or_zero(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else 0.0

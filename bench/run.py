@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -23,12 +24,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench import workloads  # noqa: E402
+from bench import procs, workloads  # noqa: E402
 from bench.db import connect, queries  # noqa: E402
-from bench.report import markdown, plots  # noqa: E402
+from bench.drain import CONDITIONS  # noqa: E402
+from bench.report import as_json, markdown, plots  # noqa: E402
 from bench.results import Results  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W5", "W6", "flow")
+WORKLOADS = ("W4", "W1", "W2", "W3", "W5", "W6", "flow")
+#: Workloads that run only when named in --only: W7 needs root (network namespaces) and takes
+#: about 8 minutes at its default size.
+OPT_IN = ("W7",)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -36,7 +41,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dsn", help="PostgreSQL DSN (default: $CHANCY_DSN, else embedded)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (smoke)")
     p.add_argument("--reps", type=int, help="repetitions per figure (default 3, quick 1)")
-    p.add_argument("--only", help=f"comma-separated workloads to run, of {','.join(WORKLOADS)}")
+    p.add_argument(
+        "--only",
+        help=f"comma-separated workloads to run, of {','.join(WORKLOADS + OPT_IN)} (W7 runs"
+        " only when named here)",
+    )
+    p.add_argument(
+        "--conditions",
+        help="comma-separated statistics conditions every drain runs under, of"
+        f" {','.join(CONDITIONS)} (default: all; --quick: fresh,analyzed)",
+    )
+    p.add_argument(
+        "--drain-cap",
+        type=float,
+        help="seconds after which an unfinished drain is cut off (default 20, quick 10)",
+    )
     p.add_argument("--scale-finished", type=int, help="W5 finished jobs (default 5,000,000)")
     p.add_argument("--scale-waiting", type=int, help="W5 waiting jobs (default 1,000,000)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "out"), help="report folder")
@@ -79,7 +98,8 @@ async def server(dsn: str) -> str:
     assert row is not None
     return (
         f"- Server: {row['version'].split(' on ')[0]} on the same machine, shared_buffers"
-        f" {row['shared_buffers']}, synchronous_commit {row['synchronous_commit']}"
+        f" {row['shared_buffers']}, synchronous_commit {row['synchronous_commit']},"
+        f" autovacuum {row['autovacuum']}"
     )
 
 
@@ -99,12 +119,25 @@ async def suite(dsn: str, args: argparse.Namespace, results: Results) -> None:
         changes["scale_finished"] = args.scale_finished
     if args.scale_waiting is not None:
         changes["scale_waiting"] = args.scale_waiting
+    if args.drain_cap is not None:
+        changes["drain_cap"] = args.drain_cap
+    if args.conditions:
+        conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
+        wrong = set(conditions) - set(CONDITIONS)
+        if wrong or not conditions:
+            raise SystemExit(
+                f"unknown conditions {sorted(wrong)}; choose from {','.join(CONDITIONS)}"
+            )
+        # Always in the suite's order (fresh before analyzed: see bench.drain).
+        changes["conditions"] = tuple(c for c in CONDITIONS if c in conditions)
+    elif args.quick:
+        changes["conditions"] = ("fresh", "analyzed")
     sizes = dataclasses.replace(sizes, **changes)
     results.info["sizes"] = sizes
     only = set(args.only.split(",")) if args.only else set(WORKLOADS)
-    unknown = only - set(WORKLOADS)
+    unknown = only - set(WORKLOADS + OPT_IN)
     if unknown:
-        raise SystemExit(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS}")
+        raise SystemExit(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS + OPT_IN}")
 
     async def phase(name: str, body: object) -> object:
         start = time.monotonic()
@@ -114,19 +147,69 @@ async def suite(dsn: str, args: argparse.Namespace, results: Results) -> None:
         return value
 
     small = None
-    if "W1" in only:
-        await phase("W1", workloads.w1_push(dsn, sizes, results))
-    if "W2" in only:
-        figures = await phase("W2", workloads.w2_drain(dsn, sizes, results))
-        small = figures.get("async, tuned")  # type: ignore[union-attr]
-    if "W3" in only:
-        await phase("W3", workloads.w3_latency(dsn, sizes, results))
-    if "W5" in only:
-        await phase("W5", workloads.w5_scale(dsn, sizes, results, small))
-    if "W6" in only:
-        await phase("W6", workloads.w6_fleet(dsn, sizes, results))
-    if "flow" in only:
-        await phase("flow control", workloads.flow_control(dsn, sizes, results))
+    try:
+        if "W4" in only:
+            await phase("W4", workloads.w4_reference(dsn, sizes, results))
+        if "W1" in only:
+            await phase("W1", workloads.w1_push(dsn, sizes, results))
+        if "W2" in only:
+            figures = await phase("W2", workloads.w2_drain(dsn, sizes, results))
+            small = figures.get("async, tuned")  # type: ignore[attr-defined]
+        if "W3" in only:
+            await phase("W3", workloads.w3_latency(dsn, sizes, results))
+        if "W5" in only:
+            await phase("W5", workloads.w5_scale(dsn, sizes, results, small))
+        if "W6" in only:
+            await phase("W6", workloads.w6_fleet(dsn, sizes, results))
+        if "flow" in only:
+            await phase("flow control", workloads.flow_control(dsn, sizes, results))
+        if "W7" in only:
+            await phase("W7", _w7(args))
+    finally:
+        await procs.close_pools()
+
+
+#: The published report's W7 section (bench/w7.py, run on its own: it needs root) starts with
+#: this heading; a full run keeps it when it rewrites the rest of the page.
+W7_HEADING = "## W7: a fleet over a network"
+
+
+def _w7_section(path: str) -> str:
+    """The W7 section of the published report at ``path`` ("" when there is none)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    at = text.find("\n" + W7_HEADING)
+    return "" if at < 0 else "\n" + text[at:].lstrip("\n")
+
+
+async def _w7(args: argparse.Namespace) -> None:
+    """Run W7 (bench/w7.py, its own cluster and network) into ``args.out``; a machine where it
+    cannot run (not root, no ``ip netns``) gets a line in the log, not a failed suite."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(args.out, "w7.md"))  # an earlier run's table
+    command = [sys.executable, os.path.join(ROOT, "bench", "w7.py"), "--out", args.out]
+    if args.quick:
+        command += ["--hosts", "1,2", "--delays", "2", "--jobs", "300", "--pickups", "20"]
+        command += ["--variants", ""]
+    proc = await asyncio.create_subprocess_exec(*command)
+    code = await proc.wait()
+    if code == 2:
+        workloads.log("W7 skipped: it cannot run on this machine (see above)")
+    elif code != 0:
+        raise RuntimeError(f"W7 failed (exit code {code})")
+
+
+def _w7_report(out: str) -> str:
+    """W7's table (written by bench/w7.py into ``out``) as a section of the report."""
+    try:
+        with open(os.path.join(out, "w7.md")) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    return "\n" + text.replace("# W7: a fleet over a network", W7_HEADING, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         server_line = asyncio.run(server(dsn))
+        if server_line.endswith("autovacuum off"):
+            results.notes.append(
+                "The server's autovacuum daemon is off (`autovacuum = off`), which per-table"
+                " settings cannot override, so the benchmark did the daemon's work for the"
+                " `autovacuum` condition: during each drain it checked the jobs table's"
+                " counters every second and ran VACUUM and/or ANALYZE once more than 500 rows"
+                " were dead, inserted or changed (bench.drain.Autovacuum). The runs it made"
+                " are counted in the detail table."
+            )
         asyncio.run(suite(dsn, args, results))
     finally:
         if embedded is not None:
@@ -166,29 +258,17 @@ def main(argv: list[str] | None = None) -> int:
             f"- Sizes: push {sizes.push:,}; drain {sizes.drain_async:,} (async),"
             f" {sizes.drain_other:,} (thread, process); latency {sizes.latency_count:,} at"
             f" {sizes.latency_rate:g}/s; scale {sizes.scale_finished:,} finished +"
-            f" {sizes.scale_waiting:,} waiting; fleet {sizes.fleet:,}; {sizes.reps}"
-            " repetition(s)."
+            f" {sizes.scale_waiting:,} waiting; fleet {sizes.fleet:,}; flow control"
+            f" {sizes.flow:,}; {sizes.reps} repetition(s); statistics conditions"
+            f" {', '.join(sizes.conditions)}."
         )
     if "W5 table" in results.info:
         header.append(f"- W5 table: {results.info['W5 table']}.")
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(
-            [
-                {
-                    "workload": fig.workload,
-                    "label": fig.label,
-                    "unit": fig.unit,
-                    "values": fig.values,
-                    "reference": fig.reference,
-                    "target": fig.target,
-                    "met": fig.met,
-                }
-                for fig in results.figures
-            ],
-            f,
-            indent=1,
-        )
+        json.dump(as_json(results), f, indent=1)
     report = markdown(results, image_dir="", header=header)
+    if "W7" in results.timings:
+        report += _w7_report(args.out)
     path = os.path.join(args.out, "report.md")
     with open(path, "w") as f:
         f.write(report)
@@ -196,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick and not args.only and not args.no_docs:
         docs = os.path.join(ROOT, "docs")
         os.makedirs(os.path.join(docs, "img"), exist_ok=True)
-        with open(os.path.join(docs, "benchmarks.md"), "w") as f:
-            f.write(markdown(results, image_dir="img/", header=header))
+        published = os.path.join(docs, "benchmarks.md")
+        kept = _w7_section(published)
+        with open(published, "w") as f:
+            f.write(markdown(results, image_dir="img/", header=header) + kept)
         for p in written:
             shutil.copy(p, os.path.join(docs, "img", os.path.basename(p)))
         print(f"copied the report to {os.path.join(docs, 'benchmarks.md')}")

@@ -5,11 +5,15 @@
     ChancyError
     ├── ConfigurationError (ValueError)   bad constructor arguments, prefix, plugins, queue settings
     ├── InvalidJobError (ValueError)      a job that cannot be stored as given
+    ├── InvalidProgressError (ValueError) a progress report a job cannot make as given
     ├── PushError                         a push_many batch failed after earlier batches committed
     ├── ConnectionFailedError             the database could not be reached in time
     ├── MigrationError                    a migration could not be applied
     │   └── MigrationsNeededError         the schema is older than this code expects
     ├── JobFailedError                    raised in a job's place when it could not run at all
+    │   ├── JobTimeLimitError (TimeoutError) the job ran past its TIME limit and was stopped
+    │   └── JobMemoryLimitError (MemoryError) the job hit its MEMORY limit
+    ├── JobNoLongerOwned                  complete_job_ex: the job is no longer this run's
     └── JobControl                        raised *by job code* to steer its own job:
         ├── Retry(delay)                  fail this attempt, run again after ``delay``
         └── Snooze(delay)                 run again after ``delay`` without using an attempt
@@ -30,6 +34,10 @@ class ConfigurationError(ChancyError, ValueError):
 
 class InvalidJobError(ChancyError, ValueError):
     """A job cannot be stored as given (bad field, unserialisable kwargs...)."""
+
+
+class InvalidProgressError(ChancyError, ValueError):
+    """A job's progress report is invalid (fraction outside [0, 1], data not JSON...)."""
 
 
 class PushError(ChancyError):
@@ -66,6 +74,31 @@ class JobFailedError(ChancyError):
     """A job could not run at all (its function could not be imported, its child died...)."""
 
 
+class JobNoLongerOwned(ChancyError):
+    """``complete_job_ex`` found the job no longer running under the caller's claim.
+
+    It was recovered elsewhere (its worker was thought dead), cancelled, given back at
+    shutdown, or already finished. Nothing was written for the job; let the exception
+    propagate so the caller's transaction rolls back with it.
+    """
+
+
+class JobTimeLimitError(JobFailedError, TimeoutError):
+    """A job ran past its TIME limit and its executor stopped it.
+
+    Also a ``TimeoutError``, which is what every executor of Chancy 0.26 reported for a time
+    limit, so a plugin's ``on_job_completed`` that checks ``isinstance(exc, TimeoutError)``
+    keeps working.
+    """
+
+
+class JobMemoryLimitError(JobFailedError, MemoryError):
+    """A job hit its MEMORY limit (an allocation failed under the executor's cap).
+
+    Also a ``MemoryError``, which is what Chancy 0.26 reported for it.
+    """
+
+
 def _seconds(delay: float | timedelta) -> float:
     if isinstance(delay, timedelta):
         return delay.total_seconds()
@@ -76,7 +109,7 @@ def _seconds(delay: float | timedelta) -> float:
     return float(delay)
 
 
-class JobControl(Exception):
+class JobControl(ChancyError):
     """Base of the exceptions job code raises to steer its own job."""
 
     def __init__(self, delay: float | timedelta = 0) -> None:

@@ -6,13 +6,16 @@ import dataclasses
 import enum
 import functools
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 from chancy.errors import InvalidJobError
-from chancy.utils import check_text, importable_name, is_import_path
+from chancy.job_refs import Limit, Reference
+from chancy.progress import Progress, deliver, make_report
+from chancy.utils import check_text, importable_name, is_import_path, register_function
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
@@ -20,81 +23,17 @@ PARTITION_KEY_MAX = 500
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-class Reference:
-    """Refers to a stored job by id; equal to another Reference, the UUID, or its string."""
-
-    __slots__ = ("identifier",)
-
-    def __init__(self, identifier: Reference | uuid.UUID | str) -> None:
-        if isinstance(identifier, Reference):
-            identifier = identifier.identifier
-        if not isinstance(identifier, uuid.UUID):
-            try:
-                identifier = uuid.UUID(str(identifier))
-            except ValueError:
-                raise ValueError(
-                    f"{identifier!r} is not a job id; a job id is a UUID such as"
-                    " '0192f0c4-7a1e-7c3e-8a4b-1f2e3d4c5b6a'"
-                ) from None
-        self.identifier: uuid.UUID = identifier
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Reference):
-            return self.identifier == other.identifier
-        if isinstance(other, uuid.UUID):
-            return self.identifier == other
-        if isinstance(other, str):
-            return str(self.identifier) == other.lower()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.identifier)
-
-    def __str__(self) -> str:
-        return str(self.identifier)
-
-    def __repr__(self) -> str:
-        return f"Reference({str(self.identifier)!r})"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Limit:
-    """A resource limit applied to one run of a job: memory in bytes or time in seconds."""
-
-    class Type(enum.Enum):
-        MEMORY = "memory"
-        TIME = "time"
-
-    type_: Limit.Type
-    value: int
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.type_, Limit.Type):
-            try:
-                object.__setattr__(self, "type_", Limit.Type(self.type_))
-            except ValueError:
-                raise InvalidJobError(
-                    f"unknown limit type {self.type_!r}; use Limit.Type.MEMORY (bytes) or"
-                    " Limit.Type.TIME (seconds)"
-                ) from None
-        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
-            raise InvalidJobError(f"a limit's value must be a number, got {self.value!r}")
-        if self.value <= 0:
-            raise InvalidJobError(f"a limit's value must be positive, got {self.value!r}")
-
-    @classmethod
-    def deserialize(cls, data: Mapping[str, Any]) -> Limit:
-        try:
-            return cls(cls.Type(data["t"]), data["v"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(
-                f"invalid limit {data!r:.200}: a limit is stored as"
-                f' {{"t": "memory" or "time", "v": <int>}} ({type(exc).__name__}: {exc})'
-            ) from None
-
-    def serialize(self) -> dict[str, Any]:
-        return {"t": self.type_.value, "v": self.value}
+__all__ = [
+    "COMPLETED_STATES",
+    "DefaultNow",
+    "Job",
+    "Limit",
+    "QueuedJob",
+    "Reference",
+    "as_job",
+    "job",
+    "unpack_claimed",
+]
 
 
 class DefaultNow(datetime):
@@ -147,6 +86,9 @@ class Job:
     #: Groups jobs for the per-key limits of their queue (``Queue.partition_concurrency``,
     #: ``Queue.partition_rate_limit``), for example a customer id. None: not limited per key.
     partition_key: str | None = None
+    #: The job must have started by then (timezone-aware); a job still waiting at its
+    #: deadline is never started and ends ``failed``. None: no deadline.
+    deadline: datetime | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -180,6 +122,14 @@ class Job:
                 "scheduled_at must be timezone-aware; use datetime.now(timezone.utc) or"
                 " dt.replace(tzinfo=...)"
             )
+        if self.deadline is not None:
+            if not isinstance(self.deadline, datetime):
+                raise InvalidJobError(f"deadline must be a datetime or None, got {self.deadline!r}")
+            if self.deadline.tzinfo is None or self.deadline.utcoffset() is None:
+                raise InvalidJobError(
+                    "deadline must be timezone-aware; use datetime.now(timezone.utc) +"
+                    " timedelta(...) or dt.replace(tzinfo=...)"
+                )
         limits = self.limits
         if limits is None:
             object.__setattr__(self, "limits", [])
@@ -244,14 +194,24 @@ class Job:
     def with_partition_key(self, partition_key: str | None) -> Job:
         return dataclasses.replace(self, partition_key=partition_key)
 
+    def with_deadline(self, deadline: datetime | None) -> Job:
+        """This job with a start deadline (timezone-aware; None removes it)."""
+        return dataclasses.replace(self, deadline=deadline)
+
     def pack(self) -> dict[str, Any]:
-        """A compact dict form, for storing a job inside another record (cron, workflows)."""
+        """A compact dict form, for storing a job inside another record (cron, workflows).
+
+        ``s`` is always a number, as in Chancy 0.26 (whose ``unpack`` and workers read it as
+        one); a job that was never given a ``scheduled_at`` also carries ``"sn": True``, so
+        ``unpack`` gives it back its "when stored" default and ``unpack(pack(job)) == job``.
+        """
+        default_now = type(self.scheduled_at) is DefaultNow
         packed: dict[str, Any] = {
             "f": self.func,
             "k": self.kwargs,
             "p": self.priority,
             "a": self.max_attempts,
-            "s": None if type(self.scheduled_at) is DefaultNow else self.scheduled_at.timestamp(),
+            "s": self.scheduled_at.timestamp(),
             "l": [limit.serialize() for limit in self.limits],
             "u": self.unique_key,
             "q": self.queue,
@@ -259,24 +219,35 @@ class Job:
         }
         if self.partition_key is not None:
             packed["pk"] = self.partition_key
+        if self.deadline is not None:
+            packed["dl"] = self.deadline.timestamp()
+        if default_now:
+            packed["sn"] = True
         return packed
 
     @classmethod
     def unpack(cls, data: Mapping[str, Any]) -> Job:
         scheduled = data.get("s")
+        deadline = data.get("dl")
+        if scheduled is None:
+            # Packed by an earlier chancy (or a cron row): "when stored".
+            scheduled_at: datetime = _utcnow()
+        elif data.get("sn"):
+            scheduled_at = DefaultNow.fromtimestamp(scheduled, tz=UTC)
+        else:
+            scheduled_at = datetime.fromtimestamp(scheduled, tz=UTC)
         return Job(
             func=data["f"],
             kwargs=data.get("k") or {},
             priority=data.get("p", 0),
             max_attempts=data.get("a", 1),
-            scheduled_at=(
-                datetime.fromtimestamp(scheduled, tz=UTC) if scheduled is not None else _utcnow()
-            ),
+            scheduled_at=scheduled_at,
             limits=[Limit.deserialize(x) for x in data.get("l") or []],
             unique_key=data.get("u"),
             queue=data.get("q", "default"),
             meta=data.get("m") or {},
             partition_key=data.get("pk"),
+            deadline=None if deadline is None else datetime.fromtimestamp(deadline, tz=UTC),
         )
 
 
@@ -305,9 +276,16 @@ class QueuedJob(Job):
     errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     result: Any = None
     taken_by: str | None = None
+    #: The latest progress report (``report_progress``), kept across retries and recoveries:
+    #: a new attempt reads the last ``data`` of the one before to resume from there.
+    progress: Progress | None = None
     #: Results of the workflow steps this job depends on (step id -> stored result), filled
     #: in by the runtime when the job starts; not stored on the job's row.
     dependencies: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: When this run must end, on the running process's monotonic clock (set by the
+    #: executor from the job's TIME limit); not stored. (Chancy 0.26's name; ``deadline``
+    #: is the job's start deadline.)
+    _time_limit_deadline: float | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Stored jobs are not re-validated: a row edited by hand must still load, so the
@@ -317,6 +295,55 @@ class QueuedJob(Job):
     @property
     def is_finished(self) -> bool:
         return self.state in _TERMINAL
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the job was cancelled (``cancel_job(ref, reason)``); None otherwise."""
+        return self.meta.get("cancel_reason") if self.meta.get("cancelled") else None
+
+    @property
+    def cancelled_by(self) -> str | None:
+        """Who cancelled the job (``cancel_job(..., by=)``, else ``user@host``); None otherwise."""
+        return self.meta.get("cancelled_by") if self.meta.get("cancelled") else None
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before this run's time limit, or None when it has none."""
+        if self._time_limit_deadline is None:
+            return None
+        return max(0.0, self._time_limit_deadline - time.monotonic())
+
+    def checkpoint(self) -> None:
+        """Raise ``TimeoutError`` once this run's time limit has passed.
+
+        Long jobs call it between steps: on executors that cannot interrupt a job (threads
+        without the interruption, sub-interpreters) it is how a time limit is honoured.
+        """
+        limit = self._time_limit_deadline
+        if limit is not None and time.monotonic() >= limit:
+            raise TimeoutError(f"job {self.id} ran past its time limit")
+
+    def with_time_limit(self, seconds: float) -> QueuedJob:
+        """This job, with a run deadline ``seconds`` from now (set by executors)."""
+        return dataclasses.replace(self, _time_limit_deadline=time.monotonic() + float(seconds))
+
+    _with_time_limit = with_time_limit  # Chancy 0.26's name
+
+    def report_progress(
+        self, fraction: float, message: str | None = None, data: Any = None
+    ) -> None:
+        """Report how far this run got: ``fraction`` done (0 to 1), a short ``message``, and
+        JSON ``data`` a later attempt can resume from (``job.progress.data``).
+
+        Call it from the job function (it takes the job as a keyword-only parameter annotated
+        ``QueuedJob``) as often as is convenient: the worker keeps only the latest report and
+        writes it a few times a second, fenced by this run's claim. Raises
+        ``InvalidProgressError`` for a fraction outside [0, 1], a message that is not a string
+        or data that is not JSON-serialisable. ``self.progress`` shows the report at once.
+        """
+        report = make_report(fraction, message, data)
+        # The job object is this run's own copy: let the job read back what it reported.
+        object.__setattr__(self, "progress", report.as_progress())
+        deliver(self.id, self.claim_id, report)
 
     @classmethod
     def unpack(cls, data: Mapping[str, Any]) -> QueuedJob:
@@ -346,8 +373,10 @@ class QueuedJob(Job):
             errors=data["errors"] or [],
             result=data.get("result"),
             taken_by=data.get("taken_by"),
+            progress=Progress.from_stored(progress) if (progress := data.get("progress")) else None,
             # '' is how a keyless job on a queue with per-key limits is stored (job_insert_many).
             partition_key=data.get("partition_key") or None,
+            deadline=data.get("deadline"),
         )
 
 
@@ -417,7 +446,9 @@ def job(func: Any = None, /, **fields: Any) -> Any:
     """
 
     def decorate(f: F) -> F:
-        f.job = Job(func=importable_name(f), **fields)  # type: ignore[attr-defined]
+        path = importable_name(f)
+        register_function(path, f)
+        f.job = Job(func=path, **fields)  # type: ignore[attr-defined]
         return f
 
     if func is not None:

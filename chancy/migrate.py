@@ -13,14 +13,19 @@ import dataclasses
 import importlib
 import inspect
 import re
+from collections.abc import Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
+import psycopg
+from psycopg.rows import dict_row
+
 from chancy.errors import MigrationError, MigrationsNeededError
-from chancy.store.loader import Queries, fill
+from chancy.store.loader import fill
+from chancy.store.loader import queries as load_queries
 
 if TYPE_CHECKING:
-    import psycopg
+    pass
 
 __all__ = ["Migration", "MigrationError", "MigrationsNeededError", "Migrator"]
 
@@ -48,11 +53,23 @@ class _Step:
 class Migrator:
     """Applies one migration line (``key``) from ``package`` for one table prefix."""
 
-    def __init__(self, key: str, package: str, *, prefix: str) -> None:
+    def __init__(
+        self,
+        key: str,
+        package: str | None = None,
+        *,
+        prefix: str = "",
+        migrations_package: str | None = None,
+    ) -> None:
+        package = package or migrations_package
+        if not package:
+            raise MigrationError("Migrator needs the package that holds the migrations")
         self.key = key
         self.package = package
+        #: Chancy 0.26's name for ``package``.
+        self.migrations_package = package
         self.prefix = prefix
-        self.queries = Queries("chancy.store.sql", prefix)
+        self.queries = load_queries("chancy.store.sql", prefix)
         self.steps = self._discover()
 
     @property
@@ -112,46 +129,167 @@ class Migrator:
     async def is_migration_required(self, cursor: psycopg.AsyncCursor[Any]) -> bool:
         return await self.get_current_version(cursor) != self.head
 
-    async def migrate(self, cursor: psycopg.AsyncCursor[Any], to_version: int | None = None) -> int:
+    async def migrate(
+        self,
+        conn: psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any],
+        to_version: int | None = None,
+    ) -> int:
         """Move this line to ``to_version`` (head when None); return how many steps ran.
 
-        The caller holds the migration lock and a transaction.
+        Given a cursor, the caller holds the migration lock and a transaction. Given a
+        connection (as Chancy 0.26's callers pass one), this opens the transaction and takes
+        the lock itself.
         """
+        if isinstance(conn, psycopg.AsyncConnection):
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+                await cursor.execute(self.queries["migrate_lock"])
+                await cursor.execute(self.queries["schema_version_create"])
+                return await self.migrate(cursor, to_version)
+        cursor = conn
+        target, steps = self._plan(await self.get_current_version(cursor), to_version)
+        for script, up in steps:
+            await self._apply(cursor, script, up)
+        if steps:
+            await cursor.execute(*self._record(target))
+        return len(steps)
+
+    def migrate_sync(self, cursor: psycopg.Cursor[Any], to_version: int | None = None) -> int:
+        """``migrate`` on a sync cursor (the caller holds the lock and a transaction).
+
+        SQL steps run as they are; a Python step needs ``sync_up``/``sync_down`` methods
+        (its ``up``/``down`` are coroutines), or this raises and the caller should use
+        ``await chancy.migrate()``.
+        """
+        target, steps = self._plan(
+            sync_current_versions(cursor, self.prefix).get(self.key, 0), to_version
+        )
+        for script, up in steps:
+            if isinstance(script, Migration):
+                method = getattr(script, "sync_up" if up else "sync_down", None)
+                if method is None:
+                    raise MigrationError(
+                        f"migration line {self.key!r} has a Python step"
+                        f" ({type(script).__name__}) with no sync form; run `await"
+                        " chancy.migrate()` instead of sync_migrate()"
+                    )
+                method(self, cursor)
+            else:
+                cursor.execute(fill(script, self.prefix))
+        if steps:
+            cursor.execute(*self._record(target))
+        return len(steps)
+
+    def _plan(
+        self, current: int, to_version: int | None
+    ) -> tuple[int, list[tuple[str | Migration, bool]]]:
+        """The target version and the steps (script, up?) that lead there from ``current``."""
         target = self.head if to_version is None else to_version
         if target < 0 or target > self.head or 0 < target < self.base:
             valid = f"0 or {self.base}..{self.head}" if self.steps else "0"
             raise MigrationError(
                 f"migration line {self.key!r} has no version {target}; valid versions: {valid}"
             )
-        current = await self.get_current_version(cursor)
         if current > self.head:
             raise MigrationError(
                 f"the database has {self.key!r} at version {current}, newer than this code"
                 f" knows ({self.head}); upgrade chancy instead of migrating down"
             )
-        ran = 0
         by_version = {step.version: step for step in self.steps}
         if target > current:
-            for version in range(max(current + 1, self.base), target + 1):
-                await self._apply(cursor, by_version[version].up, True)
-                ran += 1
-        elif target < current:
-            for version in range(current, max(target, self.base - 1), -1):
-                await self._apply(cursor, by_version[version].down, False)
-                ran += 1
-        if ran:
-            if target == 0:
-                await cursor.execute(self.queries["schema_version_delete"], {"key": self.key})
-            else:
-                await cursor.execute(
-                    self.queries["schema_version_set"], {"key": self.key, "version": target}
-                )
-        return ran
+            versions = range(max(current + 1, self.base), target + 1)
+            return target, [(by_version[v].up, True) for v in versions]
+        if target < current:
+            versions = range(current, max(target, self.base - 1), -1)
+            return target, [(by_version[v].down, False) for v in versions]
+        return target, []
+
+    def _record(self, target: int) -> tuple[Any, dict[str, Any]]:
+        """The statement that records ``target`` as this line's version."""
+        if target == 0:
+            return self.queries["schema_version_delete"], {"key": self.key}
+        return self.queries["schema_version_set"], {"key": self.key, "version": target}
+
+
+#: The core migration line: its key and package.
+CORE = ("chancy", "chancy.migrations.core")
+
+
+def migrators(prefix: str, plugins: Iterable[Any]) -> list[Migrator]:
+    """The core migration line, then each plugin's, in plugin order."""
+    found = [Migrator(*CORE, prefix=prefix)]
+    for plugin in plugins:
+        key, package = plugin.migrate_key(), plugin.migrate_package()
+        if key and package:
+            found.append(Migrator(key, package, prefix=prefix))
+    return found
+
+
+async def migrate_all(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    plugins: Iterable[Any],
+    to_version: int | None = None,
+) -> None:
+    """Bring every line to head (or the core line to ``to_version``; 0 removes all), in one
+    transaction under an advisory lock, so concurrent calls apply each version once."""
+    lines = migrators(prefix, plugins)
+    queries = lines[0].queries
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(queries["migrate_lock"])
+        await cur.execute(queries["schema_version_create"])
+        if to_version == 0:
+            for migrator in reversed(lines):
+                await migrator.migrate(cur, 0)
+            await cur.execute(queries["schema_version_drop_if_empty"])
+        else:
+            for i, migrator in enumerate(lines):
+                await migrator.migrate(cur, to_version if i == 0 else None)
+
+
+def sync_migrate_all(
+    conn: psycopg.Connection[Any],
+    prefix: str,
+    plugins: Iterable[Any],
+    to_version: int | None = None,
+) -> None:
+    """``migrate_all`` on a sync connection (see ``Migrator.migrate_sync``)."""
+    lines = migrators(prefix, plugins)
+    queries = lines[0].queries
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(queries["migrate_lock"])
+        cur.execute(queries["schema_version_create"])
+        if to_version == 0:
+            for migrator in reversed(lines):
+                migrator.migrate_sync(cur, 0)
+            cur.execute(queries["schema_version_drop_if_empty"])
+        else:
+            for i, migrator in enumerate(lines):
+                migrator.migrate_sync(cur, to_version if i == 0 else None)
+
+
+def out_of_date(versions: dict[str, int], prefix: str, plugins: Iterable[Any]) -> list[str]:
+    """The lines behind their head, described (``key at 3 (needs 4)``); empty when current."""
+    return [
+        f"{m.key} at {versions.get(m.key, 0)} (needs {m.head})"
+        for m in migrators(prefix, plugins)
+        if versions.get(m.key, 0) < m.head
+    ]
+
+
+def migrations_needed(
+    prefix: str, behind: list[str], *, sync: bool = False
+) -> MigrationsNeededError:
+    how = "chancy.sync_migrate()" if sync else "await chancy.migrate()"
+    return MigrationsNeededError(
+        f"the database schema for prefix {prefix!r} is out of date: "
+        + ", ".join(behind)
+        + f". Run `{how}` (or `chancy misc migrate`) first."
+    )
 
 
 async def current_versions(cursor: psycopg.AsyncCursor[Any], prefix: str) -> dict[str, int]:
     """Every line's version, or {} when nothing is installed."""
-    queries = Queries("chancy.store.sql", prefix)
+    queries = load_queries("chancy.store.sql", prefix)
     await cursor.execute(queries["schema_version_exists"], {"table": f"{prefix}schema_version"})
     row = await cursor.fetchone()
     exists = row["exists"] if isinstance(row, dict) else row[0]  # type: ignore[index]
@@ -164,4 +302,21 @@ async def current_versions(cursor: psycopg.AsyncCursor[Any], prefix: str) -> dic
             int, r["version"] if isinstance(r, dict) else r[1]
         )
         for r in rows
+    }
+
+
+def sync_current_versions(cursor: psycopg.Cursor[Any], prefix: str) -> dict[str, int]:
+    """``current_versions`` on a sync cursor."""
+    queries = load_queries("chancy.store.sql", prefix)
+    cursor.execute(queries["schema_version_exists"], {"table": f"{prefix}schema_version"})
+    row = cursor.fetchone()
+    exists = row["exists"] if isinstance(row, dict) else row[0]  # type: ignore[index]
+    if not exists:
+        return {}
+    cursor.execute(queries["schema_version_all"])
+    return {
+        cast(str, r["version_of"] if isinstance(r, dict) else r[0]): cast(
+            int, r["version"] if isinstance(r, dict) else r[1]
+        )
+        for r in cursor.fetchall()
     }

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, LiteralString
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.job import Job, QueuedJob
+    from chancy.migrate import Migrator
     from chancy.worker import Worker
 
 
@@ -29,8 +30,26 @@ class PluginScope(enum.Enum):
 class Plugin:
     """Base class for plugins; override only what the plugin needs."""
 
+    #: Whether the last ``sleep`` was ended early by ``wake_up``.
+    woken: bool = False
+    #: Declared by the plugin that elects the leader (at most one per installation).
+    provides_leadership: bool = False
+    #: Whether the leadership provider's writes carry the lease fence (False: every worker
+    #: leads without a lease, as ``ImmediateLeadership``).
+    fence_leader_writes: bool = True
+    #: Declared by the plugin that recovers the jobs of dead workers.
+    provides_recovery: bool = False
+    #: Declared by a plugin that calls every plugin's ``cleanup`` (the pruner); without one,
+    #: plugins with tables to trim do it themselves.
+    calls_cleanup: bool = False
+
     def __init__(self) -> None:
         self._wake: asyncio.Event | None = None
+
+    @property
+    def wakeup_signal(self) -> asyncio.Event:
+        """The event that ends a ``sleep`` early (Chancy 0.26's attribute); see ``wake_up``."""
+        return self._event()
 
     # -- identity and wiring ------------------------------------------------------------
 
@@ -59,6 +78,28 @@ class Plugin:
         """Import path of this plugin's dashboard extension, if any."""
         return None
 
+    def get_tables(self) -> list[str]:
+        """Tables this plugin owns (without the prefix), as Chancy 0.26 listed them."""
+        return []
+
+    def migrator(self, chancy: Chancy) -> Migrator | None:
+        """The migrator of this plugin's migration line, or None when it has none."""
+        key, package = self.migrate_key(), self.migrate_package()
+        if key is None or package is None:
+            return None
+        from chancy.migrate import Migrator
+
+        return Migrator(key, package, prefix=chancy.prefix)
+
+    async def migrate(self, chancy: Chancy, *, to_version: int | None = None) -> None:
+        """Migrate this plugin's line alone, up or down to ``to_version`` (head by default)."""
+        migrator = self.migrator(chancy)
+        if migrator is None:
+            return
+        pool = await chancy.open()
+        async with pool.connection() as conn:
+            await migrator.migrate(conn, to_version=to_version)
+
     # -- the service --------------------------------------------------------------------
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
@@ -76,6 +117,12 @@ class Plugin:
         """Remove this plugin's stale rows; called by the pruner. Return rows removed."""
         raise NotImplementedError
 
+    def prune_guard(self, prefix: str) -> LiteralString | None:
+        """A SQL predicate over a finished job ``j`` that must hold for the pruner to delete
+        it (this plugin still needs the others), or None. It comes from the plugin's own
+        ``.sql`` file; the pruner ANDs the guards of all installed plugins into its delete."""
+        return None
+
     # -- hooks --------------------------------------------------------------------------
 
     def on_push(self, jobs: list[Job], *, chancy: Chancy) -> list[Job]:
@@ -85,6 +132,15 @@ class Plugin:
         raise NotImplementedError
 
     async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
+        raise NotImplementedError
+
+    async def on_jobs_starting(self, *, jobs: list[QueuedJob], worker: Worker) -> list[QueuedJob]:
+        """A claimed batch about to run, at once: return the jobs to run, in the same order.
+
+        A plugin that needs the database for its jobs implements this form, so a batch costs
+        one statement instead of one per job; when it does, ``on_job_starting`` is not called
+        for the batch's jobs.
+        """
         raise NotImplementedError
 
     async def on_job_completed(
@@ -115,15 +171,20 @@ class Plugin:
         return self._wake
 
     async def sleep(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; return True when woken early by ``wake_up``."""
+        """Sleep up to ``seconds``, or until ``wake_up``; always return True.
+
+        True either way, as in Chancy 0.26, so a service can loop ``while await
+        self.sleep(n):``. ``woken`` tells whether the last sleep ended early.
+        """
         event = self._event()
         try:
             await asyncio.wait_for(event.wait(), seconds)
-            return True
+            self.woken = True
         except TimeoutError:
-            return False
+            self.woken = False
         finally:
             event.clear()
+        return True
 
     def wake_up(self) -> None:
         """End the current ``sleep`` at once."""

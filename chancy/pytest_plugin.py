@@ -22,13 +22,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import LiteralString, cast
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from chancy.app import Chancy
-from chancy.store.loader import Queries
+from chancy.store.loader import queries
 
 DSN_ENVS = ("CHANCY_TEST_DSN", "CHANCY_DSN")
 
@@ -66,11 +67,22 @@ async def chancy_app(chancy_dsn: str, chancy_prefix: str) -> AsyncIterator[Chanc
 
 
 def drop_tables(dsn: str, prefix: str) -> list[str]:
-    """Drop every table whose name starts with ``prefix``; return their names."""
-    q = Queries("chancy.store.sql", prefix)
+    """Drop every table whose name starts with ``prefix``; return their names.
+
+    The prefix's functions (``{prefix}push`` and the Trigger plugin's) go too, with any
+    database trigger that runs them, so a later test's migration starts from nothing.
+    """
+    q = queries("chancy.store.sql", prefix)
     pattern = prefix.replace("_", "\\_") + "%"
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(q["testing_prefix_tables"], {"pattern": pattern}).fetchall()
         for (name,) in rows:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+            conn.execute(sql.SQL(q["testing_drop_table"]).format(table=sql.Identifier(name)))
+        functions = conn.execute(q["testing_prefix_functions"], {"pattern": pattern}).fetchall()
+        for (signature,) in functions:
+            # The server's own rendering of the signature, quoted by it.
+            drop = sql.SQL(q["testing_drop_function"]).format(
+                signature=sql.SQL(cast(LiteralString, signature))
+            )
+            conn.execute(drop)
     return [name for (name,) in rows]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from chancy.app import Chancy
@@ -29,9 +28,6 @@ from chancy.utils import importable_name
 from chancy.worker import Worker
 
 __all__ = ["assert_pushed", "run_job", "run_until_idle", "sync_assert_pushed"]
-
-_FINISHED = frozenset({"succeeded", "failed"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def run_until_idle(
@@ -51,21 +47,19 @@ async def run_until_idle(
     """
     names = list(queues) if queues is not None else None
     before = time.monotonic()
-    seen: list[Any] = []
-
-    def on_finished(event: Any) -> None:
-        seen.extend(event.body.get("ids") or ())
-
+    # Finished jobs are read back by completion time, not gathered from job.finished
+    # notifications: those may arrive after the queue is seen idle, or not at all when the
+    # app runs without notifications.
+    since = await chancy.db.run(chancy.store.testing_clock())
     worker_options.setdefault("register_signal_handlers", False)
     worker_options.setdefault("shutdown_timeout", 5)
     worker = Worker(chancy, **worker_options)
-    worker.hub.on("job.finished", on_finished)
     async with worker:
         deadline = before + timeout
         while True:
             # The worker's own completions are written in batches: settle them first.
             await worker.completer.wait_idle()
-            active = await chancy._run(chancy.store.job_active_count(names))
+            active = await chancy.db.run(chancy.store.job_active_count(names))
             if active == 0 and not worker.completer.pending():
                 break
             if time.monotonic() > deadline:
@@ -74,11 +68,7 @@ async def run_until_idle(
                     f" in {names if names is not None else 'all queues'}"
                 )
             await asyncio.sleep(interval)
-    ids = list(dict.fromkeys(str(i) for i in seen))
-    jobs = await chancy.get_jobs(ids) if ids else []
-    done = [j for j in jobs if str(j.state) in _FINISHED and (names is None or j.queue in names)]
-    done.sort(key=lambda j: j.completed_at or _EPOCH)
-    return done
+    return await chancy.db.run(chancy.store.testing_finished_since(since, names))
 
 
 async def run_job(chancy: Chancy, job: Job | Any, *, timeout: float = 30.0) -> QueuedJob:
@@ -114,7 +104,7 @@ async def assert_pushed(
     what was pushed for that function, so the difference shows.
     """
     path = func if isinstance(func, str) else importable_name(func)
-    found = await chancy._run(chancy.store.job_find_by_func(path, queue, limit))
+    found = await chancy.db.run(chancy.store.job_find_by_func(path, queue, limit))
     return _check_pushed(path, found, kwargs, queue, count)
 
 
@@ -129,7 +119,7 @@ def sync_assert_pushed(
 ) -> list[QueuedJob]:
     """:func:`assert_pushed` for sync tests."""
     path = func if isinstance(func, str) else importable_name(func)
-    found = chancy._run_sync(chancy.store.job_find_by_func(path, queue, limit))
+    found = chancy.db.run_sync(chancy.store.job_find_by_func(path, queue, limit))
     return _check_pushed(path, found, kwargs, queue, count)
 
 

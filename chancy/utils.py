@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_IMPORT_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})+$")
+# A function defined inside another one is named ``module.outer.<locals>.inner``: such a path
+# is accepted (only the process that defined it can run it; see ``register_function``).
+_IMPORT_PATH = re.compile(rf"^{_IDENT}(\.({_IDENT}|<locals>))*\.{_IDENT}$")
+
+#: Functions marked with ``@job`` in this process, by import path. Workers in the same process
+#: find a nested function (``<locals>``) here, which no import could reach.
+_registered: dict[str, Any] = {}
 
 
 def chancy_uuid() -> uuid.UUID:
@@ -70,8 +76,27 @@ def is_import_path(value: str) -> bool:
     return bool(_IMPORT_PATH.match(value))
 
 
+def register_function(path: str, func: Any) -> None:
+    """Remember ``func`` as ``path`` for this process's workers (see ``import_string``)."""
+    if "<locals>" in path:
+        _registered[path] = func
+
+
 def import_string(name: str) -> Any:
-    """Import ``package.module.attr`` (or ``package.module:attr``) and return the attribute."""
+    """Import ``package.module.attr`` (or ``package.module:attr``) and return the attribute.
+
+    ``__main__.name`` is looked up in the running main module. A nested function's path
+    (``module.outer.<locals>.inner``) resolves only in the process that marked it with
+    ``@job``; elsewhere it raises ``ImportError`` saying so.
+    """
+    if "<locals>" in name:
+        found = _registered.get(name)
+        if found is None:
+            raise ImportError(
+                f"{name!r} is a function defined inside another function; only the process"
+                " that defined it can run it. Move it to the top level of a module."
+            )
+        return found
     if ":" in name:
         module_name, _, attr_path = name.partition(":")
     else:
@@ -95,25 +120,22 @@ def import_string(name: str) -> Any:
 
 
 def importable_name(obj: Any) -> str:
-    """Return the import path of a module-level function or class.
+    """Return the import path of a function or class: ``module.qualname``.
 
-    Raises ``ValueError`` for lambdas, nested functions and ``__main__`` objects, which a
-    worker in another process could not import.
+    As in Chancy 0.26, a function in ``__main__`` (the script that runs the worker) or inside
+    another function gets its path too: a worker in the same program runs it, and a worker
+    that cannot import it fails that job with a clear error when it runs, not here. Only a
+    lambda, which has no name to find it by, raises ``ValueError``.
     """
     obj = getattr(obj, "__wrapped__", obj)
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
     if not module or not qualname:
         raise ValueError(f"{obj!r} has no importable name; use a module-level function")
-    if "<locals>" in qualname or "<lambda>" in qualname:
+    if "<lambda>" in qualname:
         raise ValueError(
-            f"{module}.{qualname} is defined inside a function or is a lambda; workers can only"
-            " import module-level functions. Move it to the top level of a module."
-        )
-    if module == "__main__":
-        raise ValueError(
-            f"{qualname} is defined in __main__, which workers cannot import. Move it into a"
-            " module and import it from there."
+            f"{module}.{qualname} is a lambda, which no worker can find by name; use a"
+            " function defined with def."
         )
     return f"{module}.{qualname}"
 

@@ -1,49 +1,51 @@
 """The worker: composition root of the runtime services, and the process's lifecycle.
 
-A worker runs a heartbeat, shares the process's LISTEN connection, runs one producer per
-queue it serves (each with the executor its queue names), one completer for all outcomes,
-and each plugin's services (leader-only ones only while it leads). It stops gracefully on
-SIGTERM or SIGINT: it stops claiming, waits for running jobs up to ``shutdown_timeout``,
-writes every outcome, and gives unfinished jobs back to the queue.
+A worker builds a ``Runtime`` (chancy.runtime.context) and its services: a heartbeat, the
+set of served queues (one producer and one executor per queue), one completer for all
+outcomes, and each plugin's services (leader-only ones only while it leads); it shares the
+process's LISTEN connection. It owns no step of a job's route (see ``Runtime``); it starts
+and stops things. It stops gracefully on SIGTERM or SIGINT: it stops claiming, waits for
+running jobs up to ``shutdown_timeout``, writes every outcome, and gives unfinished jobs back
+to the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import platform
 import re
+import secrets
 import signal
 import socket
-import sys
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from psycopg.rows import dict_row
-
+from chancy import events
+from chancy import progress as progress_sinks
 from chancy.app import Chancy
 from chancy.errors import ConfigurationError
-from chancy.executors.base import Executor, Outcome
+from chancy.executors.base import Executor
 from chancy.hub import Hub
-from chancy.job import QueuedJob, Reference
-from chancy.plugin import Plugin, PluginScope, plugins_with
+from chancy.job import QueuedJob
+from chancy.outcome import Outcome
+from chancy.plugin import Plugin, PluginScope
 from chancy.queue import Queue
+from chancy.runtime.compat import TaskManager, WorkerCompat
 from chancy.runtime.completer import Completer
+from chancy.runtime.context import Runtime
 from chancy.runtime.heartbeat import Heartbeat
-from chancy.runtime.notifier import CONNECTED
-from chancy.runtime.producer import Producer
+from chancy.runtime.producer import fetch_claim
+from chancy.runtime.progress import ProgressWriter
+from chancy.runtime.queues import QueueSet
 from chancy.runtime.service import supervise
-from chancy.store import run
 from chancy.store.store import Claim
-from chancy.utils import import_string
 
 log = logging.getLogger("chancy.worker")
 
 
-class Worker:
+class Worker(WorkerCompat):
     """A long-running process that claims and runs jobs; ``async with Worker(chancy):``."""
 
     def __init__(
@@ -62,12 +64,22 @@ class Worker:
         backoff_max_retries: int = 5,
         completer_batch_size: int = 1000,
         completer_interval: float = 0.005,
+        progress_interval: float = 0.5,
     ) -> None:
         if heartbeat_timeout <= heartbeat_poll_interval:
             raise ConfigurationError(
                 f"heartbeat_timeout ({heartbeat_timeout}s) must be longer than"
                 f" heartbeat_poll_interval ({heartbeat_poll_interval}s), or every worker would"
                 " look dead between two heartbeats; a timeout of 3 intervals is typical"
+            )
+        if (
+            isinstance(progress_interval, bool)
+            or not isinstance(progress_interval, int | float)
+            or not progress_interval >= 0
+        ):
+            raise ConfigurationError(
+                f"progress_interval must be a number of seconds >= 0, got {progress_interval!r};"
+                " 0.5 writes the jobs' progress reports at most twice a second"
             )
         self.chancy = chancy
         self.worker_id = worker_id or str(uuid.uuid4())
@@ -84,46 +96,50 @@ class Worker:
         self.hub = Hub()
         self.is_leader = asyncio.Event()
         self.shutdown_event = asyncio.Event()
-        self.executors: dict[str, Executor] = {}
-        self.queues: dict[str, Queue] = {}
         self.fatal_error: BaseException | None = None
         #: The leadership term this worker holds, set by the leadership plugin while it
         #: leads; leader-only writes carry it so they apply only while the lease is current.
         self.leader_term: int | None = None
 
-        self.heartbeat = Heartbeat(
-            self, interval=heartbeat_poll_interval, timeout=heartbeat_timeout
+        self.runtime = runtime = Runtime(self, chancy, self.hub)
+        self.heartbeat = runtime.heartbeat = Heartbeat(
+            runtime, interval=heartbeat_poll_interval, timeout=heartbeat_timeout
         )
-        self.completer = Completer(
-            self,
-            batch_size=completer_batch_size,
-            interval=completer_interval,
-            on_written=self._on_outcomes_written,
+        self.completer = runtime.completer = Completer(
+            runtime, batch_size=completer_batch_size, interval=completer_interval
         )
-        self._producers: dict[str, Producer] = {}
-        self._producer_tasks: dict[str, asyncio.Task[None]] = {}
-        self._running: dict[uuid.UUID, QueuedJob] = {}
-        #: Jobs interrupted because our heartbeat lease lapsed: their runs are given back
-        #: (pending, no attempt used), not failed; see on_liveness_lost.
-        self._abandoned: set[uuid.UUID] = set()
-        self._all_done = asyncio.Event()
-        self._all_done.set()
+        #: Writes the jobs' progress reports, at most once per ``progress_interval`` seconds.
+        self.progress = runtime.progress = ProgressWriter(runtime, interval=progress_interval)
+        self._supervision: dict[str, Any] = {
+            "backoff_initial": backoff_initial,
+            "backoff_max": backoff_max,
+            "max_crashes": backoff_max_retries,
+        }
+        self.served = runtime.queues = QueueSet(
+            runtime,
+            serves=self.serves,
+            poll_interval=queue_change_poll_interval,
+            on_fatal=self._on_fatal,
+            supervision=self._supervision,
+        )
+        #: Chancy 0.26's task manager: ``worker.manager.add(name, coroutine)`` runs a task
+        #: supervised like the worker's own services, cancelled when the worker stops.
+        self.manager = TaskManager(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._leader_tasks: list[asyncio.Task[None]] = []
-        self._queues_changed = asyncio.Event()
         self._started = False
         self._stopping = False
         self._stopped = asyncio.Event()
         self._force = asyncio.Event()
         self._unsubscribe: Any = None
         self._notifier: Any = None
+        self._liveness_key: int | None = None
         self._signals: list[int] = []
-        self._retiring: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id}>"
 
-    # -- identity -----------------------------------------------------------------------
+    # -- identity and what it serves ----------------------------------------------------
 
     def worker_tags(self) -> set[str]:
         """Tags matched against each queue's tag regexes to choose what this worker serves."""
@@ -132,7 +148,7 @@ class Worker:
             f"hostname={socket.gethostname()}",
             f"worker_id={self.worker_id}",
             f"python={platform.python_version()}",
-            f"os={sys.platform}",
+            f"os={platform.system()}",
             f"arch={platform.machine()}",
             *self.tags,
         }
@@ -140,6 +156,16 @@ class Worker:
     def serves(self, queue: Queue) -> bool:
         tags = self.worker_tags()
         return any(re.match(pattern, tag) for pattern in queue.tags for tag in tags)
+
+    @property
+    def queues(self) -> dict[str, Queue]:
+        """The queues served now, by name."""
+        return self.served.queues
+
+    @property
+    def executors(self) -> dict[str, Executor]:
+        """The executor of each served queue, by queue name."""
+        return self.served.executors
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -159,17 +185,18 @@ class Worker:
                     f"plugin {plugin.get_identifier()} needs {missing}, which are not installed;"
                     " add them to Chancy(plugins=[...])"
                 )
-        has_leadership = any(getattr(p, "provides_leadership", False) for p in plugins.values())
-        has_recovery = any(getattr(p, "provides_recovery", False) for p in plugins.values())
-        leader_only = [
-            p.get_identifier()
-            for p in plugins.values()
-            if p.get_scope() is PluginScope.LEADER and p.has_service()
-        ]
+        has_leadership = any(p.provides_leadership for p in plugins.values())
+        has_recovery = any(p.provides_recovery for p in plugins.values())
+        leader_only = [p.get_identifier() for p in self._leader_plugins()]
         if leader_only and not has_leadership:
-            raise ConfigurationError(
-                f"plugins {leader_only} run on the leader only, but no leadership plugin is"
-                " installed; add chancy.plugins.leadership.Leadership()"
+            # Chancy 0.26 runs them anyway; so does chancy (their writes are guarded in SQL
+            # so that several such workers still fire each cron slot and advance each
+            # workflow step once), with a warning.
+            log.warning(
+                "plugins %s run on the leader only, but no leadership plugin is installed:"
+                " they run on every worker. Add chancy.plugins.leadership.Leadership() to run"
+                " them on one worker at a time.",
+                leader_only,
             )
         if not has_leadership or not has_recovery:
             log.error(
@@ -177,6 +204,13 @@ class Worker:
                 " at-least-once delivery does not hold. Add Leadership() and Recovery().",
                 "leadership" if not has_leadership else "recovery",
             )
+
+    def _leader_plugins(self) -> list[Plugin]:
+        return [
+            p
+            for p in self.chancy.plugins.values()
+            if p.get_scope() is PluginScope.LEADER and p.has_service()
+        ]
 
     async def start(self) -> None:
         """Connect, check the schema, and start every service; returns once running."""
@@ -186,27 +220,50 @@ class Worker:
         await chancy.open()
         await chancy.check_migrations()
         self._check_plugins()
+        # As in Chancy 0.26: before any queue is served or plugin runs, so handlers a plugin
+        # registers here see every event (worker.queue.started for each queue, the first
+        # claims) and resources it prepares are ready for the others.
+        await self.runtime.hooks.worker_started(self)
         self._started = True
         loop = asyncio.get_running_loop()
-        if chancy.notifications:
+        if chancy.listening:
             self._notifier = await chancy.notifier()
-            self._unsubscribe = self._notifier.subscribe(self._on_notification)
+            self._unsubscribe = self._notifier.subscribe(self.runtime.route)
+            await self._hold_liveness_lock()
+        elif chancy.notifications:
+            log.warning(
+                "worker %s: the DSN is pooled (pooled=True) and no listen_dsn is given, so"
+                " there is no LISTEN session: queues are polled (each queue's"
+                " polling_interval) instead of woken by NOTIFY, and a crashed worker's jobs"
+                " are recovered once its heartbeat expires (%ss). To fix, pass"
+                " Chancy(..., listen_dsn=<a DSN straight to PostgreSQL, not the pooler>).",
+                self.worker_id,
+                self.heartbeat_timeout,
+            )
+        else:
+            log.info(
+                "session liveness is off (notifications=False, no LISTEN session): a crashed"
+                " worker's jobs are recovered once its heartbeat expires (%ss)",
+                self.heartbeat_timeout,
+            )
         await chancy.declare(Queue("default"))
         await self.heartbeat.beat()
         self.heartbeat.alive.set()
 
         self._spawn("heartbeat", self.heartbeat.run)
         self._spawn("completer", self.completer.run)
-        self._spawn("queues", self._manage_queues)
-        await self._sync_queues()
+        self._spawn("progress", self.progress.run)
+        progress_sinks.register(self.progress)
+        self._spawn("queues", self.served.run)
+        await self.served.sync()
 
-        for plugin in plugins_with(chancy.plugins.values(), "on_worker_started"):
-            with contextlib.suppress(NotImplementedError):
-                await plugin.on_worker_started(self)
-        self.hub.on("leadership.gained", self._on_leadership_gained)
-        self.hub.on("leadership.lost", self._on_leadership_lost)
+        has_leadership = any(p.provides_leadership for p in chancy.plugins.values())
+        self.hub.on(events.LEADERSHIP_GAINED, self._on_leadership_gained)
+        self.hub.on(events.LEADERSHIP_LOST, self._on_leadership_lost)
         for plugin in chancy.plugins.values():
-            if plugin.has_service() and plugin.get_scope() is PluginScope.WORKER:
+            if not plugin.has_service():
+                continue
+            if plugin.get_scope() is PluginScope.WORKER or not has_leadership:
                 self._spawn_plugin(plugin, self._tasks)
 
         if self.register_signal_handlers:
@@ -215,18 +272,29 @@ class Worker:
                     loop.add_signal_handler(sig, self._on_signal, sig)
                     self._signals.append(sig)
         log.info("worker %s started", self.worker_id)
-        self.hub.emit("worker.started", {"worker_id": self.worker_id})
+        self.hub.emit(events.WORKER_STARTED, {"worker": self, "worker_id": self.worker_id})
+
+    async def _hold_liveness_lock(self) -> None:
+        """Hold this worker's liveness lock on the LISTEN session (see chancy.runtime)."""
+        key = secrets.randbits(63)
+        self._liveness_key = key
+
+        def locked(again: bool) -> None:
+            self.runtime.liveness_key = key
+            if again:
+                task = asyncio.get_running_loop().create_task(self.runtime.liveness_restored())
+                self.manager.tasks.append(task)
+
+        if not await self._notifier.hold(key, locked, timeout=self.chancy.connect_timeout):
+            log.warning(
+                "worker %s could not take its liveness lock yet; until it does, its jobs are"
+                " recovered only once its heartbeat expires",
+                self.worker_id,
+            )
 
     def _spawn(self, name: str, body: Any, into: list[asyncio.Task[None]] | None = None) -> None:
         task = asyncio.create_task(
-            supervise(
-                name,
-                body,
-                on_fatal=self._on_fatal,
-                backoff_initial=self.backoff_initial,
-                backoff_max=self.backoff_max,
-                max_crashes=self.backoff_max_retries,
-            ),
+            supervise(name, body, on_fatal=self._on_fatal, **self._supervision),
             name=f"chancy-{name}",
         )
         (self._tasks if into is None else into).append(task)
@@ -240,9 +308,8 @@ class Worker:
     def _on_leadership_gained(self, event: Any) -> None:
         if self._stopping or self._leader_tasks:
             return
-        for plugin in self.chancy.plugins.values():
-            if plugin.has_service() and plugin.get_scope() is PluginScope.LEADER:
-                self._spawn_plugin(plugin, self._leader_tasks)
+        for plugin in self._leader_plugins():
+            self._spawn_plugin(plugin, self._leader_tasks)
 
     def _on_leadership_lost(self, event: Any) -> None:
         tasks, self._leader_tasks = self._leader_tasks, []
@@ -255,12 +322,16 @@ class Worker:
             asyncio.get_running_loop().create_task(self.stop())
 
     def _on_signal(self, sig: int) -> None:
+        asyncio.get_running_loop().create_task(self.on_signal(sig))
+
+    async def on_signal(self, signum: int) -> None:
+        """SIGTERM or SIGINT: stop gracefully; a second one stops at once (Chancy 0.26's)."""
         if self._stopping:
-            log.warning("second signal %s: stopping now", signal.Signals(sig).name)
+            log.warning("second signal %s: stopping now", signal.Signals(signum).name)
             self._force.set()
             return
-        log.info("signal %s: stopping gracefully", signal.Signals(sig).name)
-        asyncio.get_running_loop().create_task(self.stop())
+        log.info("signal %s: stopping gracefully", signal.Signals(signum).name)
+        await self.stop()
 
     async def wait_for_shutdown(self) -> None:
         """Wait until the worker has stopped."""
@@ -268,14 +339,15 @@ class Worker:
 
     async def stop(self, *, timeout: float | None = None) -> bool:
         """Stop gracefully; True when every running job finished within the timeout."""
+        ledger = self.runtime.ledger
         if not self._started:
             return True
         if self._stopping:
             if timeout == 0:
                 self._force.set()
             await self._stopped.wait()
-            return not self._running
-        self._stopping = True
+            return not len(ledger)
+        self._stopping = self.runtime.stopping = True
         self.shutdown_event.set()
         timeout = self.shutdown_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
@@ -289,47 +361,55 @@ class Worker:
                     loop.add_signal_handler(sig, self._force.set)
         try:
             # 1. Stop claiming; a claim in flight finishes so no claimed job is lost track of.
-            for producer in self._producers.values():
-                producer.drain()
-            if self._producer_tasks:
-                await asyncio.wait(list(self._producer_tasks.values()), timeout=10)
+            await self.served.stop_claiming()
             # 2. Wait for running jobs.
-            if self._running and timeout > 0:
-                waiter = asyncio.ensure_future(self._all_done.wait())
+            if len(ledger) and timeout > 0:
+                waiter = asyncio.ensure_future(ledger.all_done.wait())
                 forced = asyncio.ensure_future(self._force.wait())
                 await asyncio.wait(
                     [waiter, forced], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 waiter.cancel()
                 forced.cancel()
-            clean = not self._running
-            # 3. Write every outcome we have, then give unfinished jobs back.
+            clean = not len(ledger)
+            # 3. Write every outcome we have, then give unfinished jobs back (their last
+            # progress first: giving a job back ends its claim, which fences progress out).
             await self._flush_quietly()
-            if self._running:
+            if len(ledger):
+                await self._flush_progress()
                 await self._release_running()
-            for executor in list(self.executors.values()):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(executor.stop(), 10)
+            await self.served.stop_executors()
             await self._flush_quietly()
-            # 4. Stop services and plugins.
+            # 4. Stop services and plugins, then tell the plugins. As in Chancy 0.26, their
+            # background tasks have stopped when on_worker_stopped runs, so what a plugin
+            # saves there (the Metrics plugin's last flush) is not raced by its own loop.
+            leader_tasks = list(self._leader_tasks)
             self._on_leadership_lost(None)
-            for plugin in plugins_with(self.chancy.plugins.values(), "on_worker_stopped"):
-                with contextlib.suppress(NotImplementedError, Exception):
-                    await plugin.on_worker_stopped(self)
-            tasks = [*self._tasks, *self._producer_tasks.values(), *self._retiring]
+            tasks = [*leader_tasks, *self._tasks, *self.served.all_tasks(), *self.manager.tasks]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.runtime.hooks.worker_stopped(self)
             with contextlib.suppress(Exception):
-                await self.chancy._run(self.chancy.store.worker_delete(self.worker_id))
+                await self.chancy.db.run(self.chancy.store.worker_delete(self.worker_id))
             if self._unsubscribe is not None:
                 self._unsubscribe()
             if self._notifier is not None:
+                if self._liveness_key is not None:
+                    self._notifier.release_lock(self._liveness_key)
                 await self._notifier.release()
-            self.hub.emit("worker.stopped", {"worker_id": self.worker_id, "clean": clean})
+            name = events.WORKER_STOPPED if clean else events.WORKER_SHUTDOWN_TIMEOUT
+            self.hub.emit(name, {"worker": self, "worker_id": self.worker_id, "clean": clean})
+            if not clean:
+                # Listeners of worker.stopped hear of every stop (chancy's own contract).
+                self.hub.emit(
+                    events.WORKER_STOPPED,
+                    {"worker": self, "worker_id": self.worker_id, "clean": clean},
+                )
             log.info("worker %s stopped (%s)", self.worker_id, "clean" if clean else "timed out")
             return clean
         finally:
+            progress_sinks.unregister(self.progress)
             for sig in self._signals:
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
@@ -341,10 +421,16 @@ class Worker:
         except Exception:
             log.exception("could not write %d outcome(s) at shutdown", len(self.completer))
 
-    async def _release_running(self) -> None:
-        claims = [(job.id, job.claim_id) for job in self._running.values()]
+    async def _flush_progress(self) -> None:
         try:
-            released = await self.chancy._run(self.chancy.store.job_release_many(claims))
+            await asyncio.wait_for(self.progress.flush(), 10)
+        except Exception:
+            log.exception("could not write the progress of running jobs at shutdown")
+
+    async def _release_running(self) -> None:
+        claims = self.runtime.ledger.claims()
+        try:
+            released = await self.chancy.db.run(self.chancy.store.job_release_many(claims))
             log.warning("gave %d unfinished job(s) back to their queues at shutdown", len(released))
         except Exception:
             log.exception(
@@ -355,264 +441,28 @@ class Worker:
         """Write every buffered outcome now."""
         await self.completer.flush()
 
-    # -- notifications ------------------------------------------------------------------
-
-    def _on_notification(self, payload: dict[str, Any]) -> None:
-        event = payload.get("t")
-        if not isinstance(event, str):
-            return
-        if event == "queue.pushed":
-            producer = self._producers.get(str(payload.get("q")))
-            if producer is not None:
-                producer.wake()
-        elif event in ("queue.declared", "queue.paused", "queue.resumed"):
-            self._queues_changed.set()
-        elif event == "job.cancelled":
-            self._cancel_local(payload.get("j"))
-        elif event == CONNECTED:
-            # Pushes may have been missed while the connection was down.
-            for producer in self._producers.values():
-                producer.wake()
-        self.hub.emit(event, payload)
-
-    def _cancel_local(self, raw_id: Any) -> None:
-        try:
-            job_id = uuid.UUID(str(raw_id))
-        except ValueError:
-            return
-        job = self._running.get(job_id)
-        if job is None:
-            return
-        executor = self.executors.get(job.queue)
-        if executor is not None:
-            log.info("interrupting cancelled job %s", job_id)
-            asyncio.get_running_loop().create_task(executor.cancel(Reference(job_id)))
-
-    def on_liveness_lost(self) -> None:
-        """Our heartbeat lease lapsed: our jobs are being recovered elsewhere; interrupt them.
-
-        The interruption is not the job's fault (the database may only have restarted), so
-        each interrupted run is given back like a run cut short at shutdown: pending again,
-        no attempt used. The write is fenced by the claim, so a job that Recovery already
-        returned (or another worker already runs) is left alone.
-        """
-        self.hub.emit("worker.heartbeat.lost", {"running": len(self._running)})
-        self._abandoned.update(self._running)
-        for job_id in list(self._running):
-            self._cancel_local(job_id)
-
-    # -- claiming and completing --------------------------------------------------------
-
-    def can_claim(self) -> bool:
-        return not self._stopping and self.heartbeat.trusted()
+    # -- for plugins, executors and tests (Chancy 0.26's members among them) -------------
 
     async def fetch_jobs(self, queue: Queue, conn: Any, *, up_to: int = 1) -> list[QueuedJob]:
-        """Claim up to ``up_to`` jobs of ``queue`` on ``conn`` (one statement).
-
-        A queue with limits claims within them instead: a short transaction that takes the
-        queue's claim lock first (see limits.sql).
-        """
-        return (await self.fetch_claim(queue, conn, up_to=up_to)).jobs
+        """Claim up to ``up_to`` jobs of ``queue`` on ``conn`` for this worker (one statement,
+        or a short transaction within the limits of a queue that has them)."""
+        return (await fetch_claim(self.chancy, self.worker_id, queue, conn, up_to=up_to)).jobs
 
     async def fetch_claim(self, queue: Queue, conn: Any, *, up_to: int = 1) -> Claim:
         """Like ``fetch_jobs``, and also what held the rest back on a queue with limits."""
-        store = self.chancy.store
-        if not queue.has_limits:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                return Claim(await run(cur, store.job_fetch(queue.name, up_to, self.worker_id)))
-        # Pipelined: BEGIN, the lock and the claim go in one round trip, COMMIT in another.
-        async with (
-            conn.pipeline(),
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            return await run(cur, store.job_fetch_limited(queue, up_to, self.worker_id))
+        return await fetch_claim(self.chancy, self.worker_id, queue, conn, up_to=up_to)
 
-    async def claim(self, queue: Queue, up_to: int) -> Claim:
-        pool = await self.chancy.open()
-        async with pool.connection() as conn:
-            claim = await self.fetch_claim(queue, conn, up_to=up_to)
-        jobs = claim.jobs
-        if jobs:
-            self._all_done.clear()
-            for job in jobs:
-                self._running[job.id] = job
-        return claim
+    async def queue_update(self, update: Outcome | QueuedJob) -> bool:
+        """Hand a run's result to be written (Chancy 0.26's executors call this): an
+        ``Outcome``, or a ``QueuedJob`` in its next state. False once the worker stopped."""
+        if self._stopped.is_set():
+            return False
+        self.runtime.accept(update if isinstance(update, Outcome) else Outcome(update))
+        return True
 
-    def _on_outcomes_written(self, batch: list[Outcome]) -> None:
-        self._wake_due_again(batch)
-        # Producers held by a concurrency limit wait for the database to show a job ended.
-        held = [p for p in self._producers.values() if p.held]
-        if held:
-            ids = [o.job.id for o in batch]
-            for producer in held:
-                producer.jobs_finished(ids)
+    def on_liveness_lost(self) -> None:
+        """Our heartbeat lease lapsed (see ``Runtime.liveness_lost``)."""
+        self.runtime.liveness_lost()
 
-    async def queue_update(self, update: Outcome | QueuedJob) -> None:
-        """Take a job's outcome from an executor: buffer it for the completer."""
-        outcome = update if isinstance(update, Outcome) else Outcome(update)
-        job = outcome.job
-        claimed = self._running.pop(job.id, None)
-        if self._abandoned and job.id in self._abandoned:
-            self._abandoned.discard(job.id)
-            if claimed is not None and job.state in (
-                QueuedJob.State.FAILED,
-                QueuedJob.State.RETRYING,
-            ):
-                outcome = Outcome(dataclasses.replace(claimed, state=QueuedJob.State.PENDING))
-                job = outcome.job
-        if not self._running:
-            self._all_done.set()
-        self.completer.add(outcome)
-        producer = self._producers.get(job.queue)
-        if producer is not None:
-            producer.slot_freed()
-        if self._retiring:
-            self.hub.emit("worker.job.done", {"queue": job.queue})
-
-    def _wake_due_again(self, batch: list[Outcome]) -> None:
-        """Jobs written back as retrying or snoozed are due again: wake their producers then.
-
-        Without this a retry with no delay would wait for the queue's next poll.
-        """
-        soonest: dict[str, float] = {}
-        for outcome in batch:
-            if outcome.job.state in (QueuedJob.State.RETRYING, QueuedJob.State.PENDING):
-                delay = outcome.delay or 0.0
-                queue = outcome.job.queue
-                soonest[queue] = min(delay, soonest.get(queue, delay))
-        if not soonest:
-            return
-        loop = asyncio.get_running_loop()
-        for queue, delay in soonest.items():
-            producer = self._producers.get(queue)
-            if producer is None or delay >= producer.queue.polling_interval:
-                continue  # the poll comes first anyway
-            if delay <= 0:
-                producer.wake()
-            else:
-                # A little after the delay: the database decides with its own clock.
-                loop.call_later(delay + 0.01, producer.wake)
-
-    # -- queues -------------------------------------------------------------------------
-
-    async def _manage_queues(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queues_changed.wait(), self._next_queue_check())
-            self._queues_changed.clear()
-            await self._sync_queues()
-
-    def _next_queue_check(self) -> float:
-        wait = self.queue_change_poll_interval
-        now = _utcnow()
-        for queue in self.queues.values():
-            if queue.state == Queue.State.PAUSED and queue.resume_at is not None:
-                wait = min(wait, max(0.05, (queue.resume_at - now).total_seconds() + 0.05))
-        return wait
-
-    async def _sync_queues(self) -> None:
-        chancy = self.chancy
-        resumed = await chancy._run(chancy.store.queue_resume_due())
-        if resumed and chancy.notifications:
-            for name in resumed:
-                await chancy._run(chancy.store.notify("queue.resumed", {"q": name}))
-        wanted = {q.name: q for q in await chancy.get_all_queues() if self.serves(q)}
-        for name in list(self.queues):
-            if name not in wanted:
-                self._retire(name, reason="removed")
-        for name, queue in wanted.items():
-            current = self.queues.get(name)
-            if current == queue:
-                continue
-            if current is not None and _same_executor(current, queue):
-                # Settings a producer reads live (state, polling) change in place.
-                self.queues[name] = queue
-                self._producers[name].queue = queue
-                self._producers[name].wake()
-                continue
-            if current is not None:
-                self._retire(name, reason="changed")
-            if name in self._retiring_names():
-                continue  # rebuilt once the old executor drains
-            self._serve(queue)
-
-    def _retiring_names(self) -> set[str]:
-        return {t.get_name().removeprefix("chancy-retire-") for t in self._retiring}
-
-    def _serve(self, queue: Queue) -> None:
-        try:
-            cls = import_string(queue.executor)
-            executor = cls(self, queue, **queue.executor_options)
-        except Exception as exc:
-            log.error("cannot serve queue %r: its executor could not start: %s", queue.name, exc)
-            return
-        self.queues[queue.name] = queue
-        self.executors[queue.name] = executor
-        producer = Producer(self, queue, executor)
-        self._producers[queue.name] = producer
-
-        async def body() -> None:
-            await producer.run()
-
-        task = asyncio.create_task(
-            supervise(
-                f"producer {queue.name}",
-                body,
-                on_fatal=self._on_fatal,
-                backoff_initial=self.backoff_initial,
-                backoff_max=self.backoff_max,
-                max_crashes=self.backoff_max_retries,
-            ),
-            name=f"chancy-producer-{queue.name}",
-        )
-        self._producer_tasks[queue.name] = task
-        log.info("serving queue %r with %s", queue.name, type(executor).__name__)
-        self.hub.emit("worker.queue.started", {"queue": queue.name})
-
-    def _retire(self, name: str, *, reason: str) -> None:
-        """Stop claiming from a queue; stop its executor once its running jobs are done."""
-        producer = self._producers.pop(name, None)
-        executor = self.executors.get(name)
-        task = self._producer_tasks.pop(name, None)
-        self.queues.pop(name, None)
-        if producer is not None:
-            producer.drain()
-
-        async def retire() -> None:
-            if task is not None:
-                await asyncio.gather(task, return_exceptions=True)
-            if executor is not None:
-                while len(executor):
-                    with contextlib.suppress(TimeoutError):
-                        await self.hub.wait_for("worker.job.done", timeout=1.0)
-                await executor.stop()
-            if self.executors.get(name) is executor:
-                del self.executors[name]
-            self.hub.emit("worker.queue.removed", {"queue": name, "reason": reason})
-            self._queues_changed.set()
-
-        retiring = asyncio.create_task(_quiet(retire()), name=f"chancy-retire-{name}")
-        self._retiring.add(retiring)
-        retiring.add_done_callback(self._retiring.discard)
-
-
-def _same_executor(a: Queue, b: Queue) -> bool:
-    return (a.executor, a.executor_options, a.concurrency) == (
-        b.executor,
-        b.executor_options,
-        b.concurrency,
-    )
-
-
-async def _quiet(coro: Any) -> None:
-    try:
-        await coro
-    except (asyncio.CancelledError, TimeoutError):
-        pass
-    except Exception:
-        log.exception("retiring a queue failed")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+    def can_claim(self) -> bool:
+        return self.runtime.can_claim()

@@ -1,8 +1,10 @@
 """A throwaway PostgreSQL cluster from the machine's server binaries, for restart tests.
 
 Never the shared server: a new data directory, its own port on 127.0.0.1 and socket
-directory, removed on exit. As root, the server runs as the ``postgres`` OS user (PostgreSQL
-refuses to run as root).
+directory, removed on exit. The binaries are the machine's newest PostgreSQL, or the embedded
+build when the machine has none (so these tests also run where no PostgreSQL is installed).
+As root, the server runs as that build's account: ``postgres``, or the embedded server's
+account (PostgreSQL refuses to run as root).
 """
 
 from __future__ import annotations
@@ -19,14 +21,31 @@ from types import TracebackType
 
 
 def find_pg_bin() -> Path | None:
-    """The newest ``/usr/lib/postgresql/<major>/bin`` holding pg_ctl and initdb, if any."""
+    """The newest ``/usr/lib/postgresql/<major>/bin``, else the embedded build's ``bin``."""
     found = [
         Path(p).parent
         for p in glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")
         if os.path.exists(os.path.join(os.path.dirname(p), "initdb"))
     ]
     found.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
-    return found[-1] if found else None
+    if found:
+        return found[-1]
+    try:
+        from chancy.embedded import server_binaries
+
+        return server_binaries().bin
+    except Exception:
+        return None
+
+
+def _server_account(bin_dir: Path) -> str:
+    """Who runs a server from ``bin_dir`` when the tests run as root."""
+    if str(bin_dir).startswith("/usr/lib/postgresql/"):
+        return "postgres"
+    from chancy.embedded.install import ACCOUNT, ensure_account
+
+    ensure_account()
+    return ACCOUNT
 
 
 def _free_port() -> int:
@@ -47,15 +66,16 @@ class Cluster:
         self.listen = listen
         bin_dir = find_pg_bin()
         if bin_dir is None:
-            raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
+            raise RuntimeError("no PostgreSQL server binaries (neither Debian's nor embedded)")
         self.bin = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="chancy-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = _free_port()
         self.as_root = os.geteuid() == 0
+        self.account = _server_account(bin_dir) if self.as_root else ""
         if self.as_root:
-            shutil.chown(self.root, "postgres", "postgres")
+            shutil.chown(self.root, self.account, self.account)
 
     @property
     def dsn(self) -> str:
@@ -67,7 +87,7 @@ class Cluster:
     def _run(self, *args: str) -> None:
         cmd = [str(self.bin / args[0]), *args[1:]]
         if self.as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+            cmd = ["runuser", "-u", self.account, "--", *cmd]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""

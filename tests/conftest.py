@@ -54,13 +54,19 @@ def _no_leaked_tables(dsn: str) -> Iterator[None]:
             "SELECT relname FROM pg_class WHERE relkind IN ('r', 'u', 'p') AND relname LIKE %s",
             (pattern,),
         ).fetchall()
+        functions = conn.execute(
+            "SELECT oid::regprocedure::text FROM pg_proc WHERE proname LIKE %s", (pattern,)
+        ).fetchall()
     leaked = sorted(r[0] for r in rows)
+    leaked_functions = sorted(r[0] for r in functions)
     # Drop them so the next run starts clean, then fail loudly.
-    if leaked:
+    if leaked or leaked_functions:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for name in leaked:
                 conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')  # type: ignore[arg-type]
-        pytest.fail(f"tests leaked tables: {leaked}")
+            for signature in leaked_functions:
+                conn.execute(f"DROP FUNCTION IF EXISTS {signature} CASCADE")  # type: ignore[arg-type]
+        pytest.fail(f"tests leaked tables: {leaked}, functions: {leaked_functions}")
 
 
 def new_prefix() -> str:
@@ -73,7 +79,7 @@ def prefix() -> str:
 
 
 def drop_prefix(dsn: str, prefix: str) -> None:
-    """Drop every table of ``prefix`` (used when a test's own teardown could not)."""
+    """Drop every table and function of ``prefix`` (when a test's own teardown could not)."""
     pattern = prefix.replace("_", "\\_") + "%"
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
@@ -82,6 +88,11 @@ def drop_prefix(dsn: str, prefix: str) -> None:
         ).fetchall()
         for (name,) in rows:
             conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')  # type: ignore[arg-type]
+        functions = conn.execute(
+            "SELECT oid::regprocedure::text FROM pg_proc WHERE proname LIKE %s", (pattern,)
+        ).fetchall()
+        for (signature,) in functions:
+            conn.execute(f"DROP FUNCTION IF EXISTS {signature} CASCADE")  # type: ignore[arg-type]
 
 
 @contextlib.asynccontextmanager
@@ -135,3 +146,17 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} within {timeout}s (last value: {last!r})")
         await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    check: Callable[[], T], *, timeout: float = 10, message: str = "condition not met"
+) -> T:
+    """``eventually`` for code without an event loop: poll with a growing interval."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout}s (last value: {value!r})")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    return value

@@ -300,12 +300,14 @@ async def test_wait_for_job_is_woken_by_notify(chancy: Chancy) -> None:
     ref = await chancy.push(J(queue="w"))
     waiter = asyncio.create_task(chancy.wait_for_job(ref, interval=30, timeout=20))
     # Give the waiter time to subscribe and read the job once.
-    await eventually(lambda: ref.identifier in chancy._waiters)
-    claimed = await chancy._run(chancy.store.job_fetch("w", 1, "tester"))
+    await eventually(lambda: ref.identifier in chancy.waiters._waiters)
+    claimed = await chancy.db.run(chancy.store.job_fetch("w", 1, "tester"))
     assert len(claimed) == 1
     job = claimed[0]
     done = QueuedJob(**{**_fields(job), "state": QueuedJob.State.SUCCEEDED, "attempts": 1})
-    await chancy._run(chancy.store.job_complete_many([Outcome(done, result_json="7")], notify=True))
+    await chancy.db.run(
+        chancy.store.job_complete_many([Outcome(done, result_json="7")], notify=True)
+    )
     finished_at = time.monotonic()
     got = await waiter
     elapsed = time.monotonic() - finished_at
@@ -332,9 +334,9 @@ async def test_wait_for_job_polls_without_notifications(dsn: str, prefix: str) -
         try:
             ref = await app.push(J(queue="p"))
             waiter = asyncio.create_task(app.wait_for_job(ref, interval=0.05, timeout=10))
-            claimed = await app._run(app.store.job_fetch("p", 1, "tester"))
+            claimed = await app.db.run(app.store.job_fetch("p", 1, "tester"))
             done = QueuedJob(**{**_fields(claimed[0]), "state": QueuedJob.State.FAILED})
-            await app._run(app.store.job_complete_many([Outcome(done)], notify=False))
+            await app.db.run(app.store.job_complete_many([Outcome(done)], notify=False))
             got = await waiter
             assert got is not None and got.state == QueuedJob.State.FAILED
         finally:
@@ -343,23 +345,23 @@ async def test_wait_for_job_polls_without_notifications(dsn: str, prefix: str) -
 
 async def test_stale_claim_id_completion_changes_nothing(chancy: Chancy) -> None:
     ref = await chancy.push(J(queue="f"))
-    (job,) = await chancy._run(chancy.store.job_fetch("f", 10, "w1"))
+    (job,) = await chancy.db.run(chancy.store.job_fetch("f", 10, "w1"))
     assert job.claim_id is not None
     stale = QueuedJob(
         **{**_fields(job), "claim_id": uuid.uuid4(), "state": QueuedJob.State.SUCCEEDED}
     )
-    written = await chancy._run(
+    written = await chancy.db.run(
         chancy.store.job_complete_many([Outcome(stale, result_json='"zombie"')], notify=True)
     )
     assert written == []
     got = await chancy.get_job(ref)
     assert got is not None and got.state == "running" and got.result is None
     good = QueuedJob(**{**_fields(job), "state": QueuedJob.State.SUCCEEDED, "attempts": 1})
-    assert await chancy._run(
+    assert await chancy.db.run(
         chancy.store.job_complete_many([Outcome(good, result_json='"ok"')], notify=True)
     ) == [job.id]
     # A second, late write of the same claim changes nothing either.
-    assert await chancy._run(chancy.store.job_complete_many([Outcome(good)], notify=True)) == []
+    assert await chancy.db.run(chancy.store.job_complete_many([Outcome(good)], notify=True)) == []
     got = await chancy.get_job(ref)
     assert got is not None and got.state == "succeeded" and got.result == "ok"
 
@@ -371,7 +373,7 @@ async def test_claim_order_priority_then_fifo_and_schedule(chancy: Chancy) -> No
     future = await chancy.push(
         J(queue="o", priority=100, scheduled_at=datetime.now(UTC) + timedelta(hours=1))
     )
-    claimed = await chancy._run(chancy.store.job_fetch("o", 10, "w"))
+    claimed = await chancy.db.run(chancy.store.job_fetch("o", 10, "w"))
     assert [j.id for j in claimed] == [high.identifier, low.identifier, low2.identifier]
     assert future.identifier not in {j.id for j in claimed}
     assert all(j.state == "running" and j.taken_by == "w" for j in claimed)
@@ -386,14 +388,14 @@ async def test_cancel_retry_purge(chancy: Chancy) -> None:
     assert got is not None and got.state == "failed" and got.meta.get("cancelled") is True
     assert "cancelled" in got.errors[-1]["traceback"].lower()
     # A cancelled pending job is never claimed.
-    assert await chancy._run(chancy.store.job_fetch("c", 10, "w")) == []
+    assert await chancy.db.run(chancy.store.job_fetch("c", 10, "w")) == []
 
     retried = await chancy.retry_jobs([ref])
     assert retried == [ref] and retried.skipped == []
     got = await chancy.get_job(ref)
     assert got is not None and got.state == "retrying" and got.attempts == 0
     assert len(got.errors) == 1 and "cancelled" not in got.meta
-    assert [j.id for j in await chancy._run(chancy.store.job_fetch("c", 10, "w"))] == [
+    assert [j.id for j in await chancy.db.run(chancy.store.job_fetch("c", 10, "w"))] == [
         ref.identifier
     ]
     # A finished job whose unique key is live again elsewhere is skipped, not raised.
@@ -410,10 +412,10 @@ async def test_cancel_retry_purge(chancy: Chancy) -> None:
 
 async def test_cancel_running_job_is_fenced(chancy: Chancy) -> None:
     ref = await chancy.push(J(queue="cr"))
-    (job,) = await chancy._run(chancy.store.job_fetch("cr", 1, "w"))
+    (job,) = await chancy.db.run(chancy.store.job_fetch("cr", 1, "w"))
     assert await chancy.cancel_job(ref)
     late = QueuedJob(**{**_fields(job), "state": QueuedJob.State.SUCCEEDED, "attempts": 1})
-    assert await chancy._run(chancy.store.job_complete_many([Outcome(late)], notify=True)) == []
+    assert await chancy.db.run(chancy.store.job_complete_many([Outcome(late)], notify=True)) == []
     got = await chancy.get_job(ref)
     assert got is not None and got.state == "failed" and got.attempts == 0
 
@@ -475,7 +477,7 @@ async def test_two_prefixes_share_a_database(dsn: str, prefix: str) -> None:
             assert ra != rb
             assert await a.get_job(rb) is None and await b.get_job(ra) is None
             assert [q.name for q in await b.get_all_queues()] == []
-            assert [j.id for j in await b._run(b.store.job_fetch("shared", 10, "w"))] == [
+            assert [j.id for j in await b.db.run(b.store.job_fetch("shared", 10, "w"))] == [
                 rb.identifier
             ]
             await b.migrate(to_version=0)
@@ -497,8 +499,9 @@ def test_sync_facade(dsn: str, prefix: str) -> None:
             ref = app.sync_push(J(queue="s"))
             got = app.sync_get_job(ref)
             assert got is not None and got.queue == "s"
-            refs = app.sync_push_many([J(queue="s") for _ in range(5)], batch_size=2)
-            assert len(refs) == 5
+            batches = list(app.sync_push_many([J(queue="s") for _ in range(5)], batch_size=2))
+            # One list per batch, as Chancy 0.26 yields them.
+            assert [len(refs) for refs in batches] == [2, 2, 1]
             with psycopg.connect(dsn) as conn:
                 with conn.cursor() as cur:
                     rolled = app.sync_push_ex(cur, J(queue="s"))

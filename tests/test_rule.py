@@ -6,7 +6,6 @@ predicate written in Python over the rows read back from the database.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import uuid
@@ -34,7 +33,6 @@ from chancy.rule import (
 )
 from chancy.utils import importable_name
 
-DSN = os.environ.get("CHANCY_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 STATES = ["pending", "running", "retrying", "succeeded", "failed"]
 QUEUES = ["default", "emails", "Emails", "a%b", "a_b", "axb", "back\\slash", "q"]
 FUNCS = ["app.jobs.send", "app.jobs.resize_image", "app.jobs.Send_100%", "other.task"]
@@ -138,8 +136,8 @@ LEAVES: list[tuple[SQLAble, Predicate]] = [
 
 
 @pytest.fixture(scope="module")
-def conn() -> Iterator[psycopg.Connection[dict[str, Any]]]:
-    with psycopg.connect(DSN, autocommit=True, row_factory=dict_row) as conn:
+def conn(dsn: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
         # A temporary table lives only in this session, so parallel tests never see it. "C"
         # collation makes text ordering the same as Python's.
         conn.execute(
@@ -516,7 +514,7 @@ def test_job_field_accepts_functions_and_jobs() -> None:
     name = importable_name(sample_job)
     assert (JobRules.Job() == sample_job).value == name
     assert (JobRules.Job() == Job(func=name)).value == name
-    with pytest.raises(InvalidRuleError, match="inside a function"):
+    with pytest.raises(InvalidRuleError, match="lambda"):
         _ = JobRules.Job() == (lambda: None)
 
 

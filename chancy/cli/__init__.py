@@ -1,6 +1,6 @@
-"""The ``chancy`` command line: migrations, queues, workers and a shell.
+"""The ``chancy`` command line: migrations, queues, workers, triggers and a shell.
 
-    chancy [--app module.attr] [--dsn DSN] [--prefix P] [--log-level L] COMMAND ...
+    chancy [--app/-a module.attr] [--dsn DSN] [--prefix P] [--log-level L] COMMAND ...
 
 ``--app`` names a ``Chancy`` instance (``module.attr`` or ``module:attr``, or a callable
 returning one), so the command uses the app's own DSN, prefix and plugins. Without it the app
@@ -12,9 +12,13 @@ from __future__ import annotations
 import click
 
 from chancy.cli.context import CliContext, configure_logging
+from chancy.cli.cron import cron
+from chancy.cli.job import job
 from chancy.cli.misc import misc
 from chancy.cli.queue import queue
+from chancy.cli.trigger import trigger
 from chancy.cli.worker import worker
+from chancy.cli.workflow import workflow
 
 __all__ = ["main"]
 
@@ -24,6 +28,7 @@ LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--app",
+    "-a",
     "app_path",
     envvar="CHANCY_APP",
     metavar="MODULE.ATTR",
@@ -80,6 +85,10 @@ def main(
     ctx.call_on_close(state.close)
 
 
+main.add_command(cron)
+main.add_command(job)
 main.add_command(misc)
 main.add_command(queue)
+main.add_command(trigger)
 main.add_command(worker)
+main.add_command(workflow)

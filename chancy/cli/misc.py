@@ -19,6 +19,7 @@ from chancy.cli.context import CliContext, pass_cli
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
+    from chancy.plugin import Plugin
 
 
 @click.group()
@@ -44,16 +45,29 @@ def _describe(chancy: Chancy, versions: dict[str, int]) -> str:
 @misc.command()
 @click.option(
     "--to-version",
+    "-t",
     type=click.IntRange(min=0),
     default=None,
-    help="Migrate the core schema up or down to this version (0 removes every table)."
-    " [default: the latest]",
+    help="Migrate the core schema (or, with --plugin, that plugin's line) up or down to this"
+    " version (0 removes its tables). [default: the latest]",
+)
+@click.option(
+    "--plugin",
+    "-p",
+    "plugin_name",
+    default=None,
+    metavar="NAME",
+    help="Migrate only this plugin's migration line: its class name as Chancy 0.26 took it"
+    " (e.g. Cron, any case), its identifier (chancy.cron) or its line's key (cron).",
 )
 @pass_cli
-def migrate(cli: CliContext, to_version: int | None) -> None:
+def migrate(cli: CliContext, to_version: int | None, plugin_name: str | None) -> None:
     """Bring the database schema up to date (or to --to-version)."""
 
     async def body(chancy: Chancy) -> None:
+        if plugin_name is not None:
+            await _migrate_plugin(chancy, _find_plugin(chancy, plugin_name, cli), to_version)
+            return
         await chancy.migrate(to_version=to_version)
         versions = await _versions(chancy)
         if to_version == 0:
@@ -62,6 +76,49 @@ def migrate(cli: CliContext, to_version: int | None) -> None:
         click.echo(f"schema of prefix {chancy.prefix!r}:\n{_describe(chancy, versions)}")
 
     cli.run(body)
+
+
+def _find_plugin(chancy: Chancy, name: str, cli: CliContext) -> Plugin:
+    """The app's plugin called ``name``: by class name (as 0.26), identifier or line key."""
+    wanted = name.strip().lower()
+    found: list[Plugin] = []
+    for plugin in chancy.plugins.values():
+        names = {type(plugin).__name__, plugin.get_identifier(), plugin.migrate_key() or ""}
+        if wanted in {n.lower() for n in names if n} and plugin not in found:
+            found.append(plugin)
+    if len(found) > 1:
+        listed = ", ".join(type(p).__name__ for p in found)
+        raise click.ClickException(
+            f"{len(found)} plugins match {name!r} ({listed}); give the identifier of one"
+        )
+    if not found:
+        known = ", ".join(sorted(type(p).__name__ for p in chancy.plugins.values())) or "none"
+        hint = (
+            ""
+            if cli.app_path
+            else " (without --app the app has only the default plugins: pass --app to use yours)"
+        )
+        raise click.ClickException(f"no plugin {name!r} in the app; its plugins: {known}{hint}")
+    return found[0]
+
+
+async def _migrate_plugin(chancy: Chancy, plugin: Plugin, to_version: int | None) -> None:
+    """Move one plugin's migration line with the plugin's own ``migrate``, as 0.26 did.
+
+    A plugin written for 0.26 may override ``migrator``/``migrate``; calling them keeps that.
+    The line runs in its own transaction under the installation's migration lock.
+    """
+    label = type(plugin).__name__
+    migrator = plugin.migrator(chancy)
+    if migrator is None:
+        click.echo(f"plugin {label} has no migrations; nothing to do")
+        return
+    await plugin.migrate(chancy, to_version=to_version)
+    versions = await _versions(chancy)
+    click.echo(
+        f"plugin {label} (line {migrator.key!r}) of prefix {chancy.prefix!r}: version"
+        f" {versions.get(migrator.key, 0)} of {migrator.head}"
+    )
 
 
 @misc.command("check-migrations")

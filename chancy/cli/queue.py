@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from chancy.cli.context import CliContext, pass_cli
-from chancy.queue import EXECUTORS
+from chancy.cli.output import confirm, format_table, yes_option
+from chancy.cli.queue_table import QUEUE_HEADERS, parse_weights, queue_row
+from chancy.errors import ConfigurationError
+from chancy.queue import (
+    EXECUTORS,
+    MAX_LIMIT,
+    MAX_POLLING_INTERVAL,
+    MAX_WINDOW,
+    MIN_POLLING_INTERVAL,
+)
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -29,27 +39,15 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
     return data
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # click's FloatRange lets NaN through (every comparison with NaN is false).
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
 def _split_commas(values: Iterable[str]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
-def _short_executor(path: str) -> str:
-    for name, full in EXECUTORS.items():
-        if full == path:
-            return name
-    return path
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain text table, columns padded to their widest cell."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, ["-" * w for w in widths], *rows]
-    ]
-    return "\n".join(lines)
 
 
 @click.group()
@@ -61,13 +59,17 @@ def queue() -> None:
 @click.argument("func")
 @click.option(
     "--kwargs",
+    "-k",
     callback=_json_object,
     metavar="JSON",
     help="Keyword arguments for the function, as a JSON object.",
 )
-@click.option("--queue", "queue_name", default="default", show_default=True, help="Queue name.")
+@click.option(
+    "--queue", "-q", "queue_name", default="default", show_default=True, help="Queue name."
+)
 @click.option(
     "--priority",
+    "-p",
     type=click.IntRange(-(2**31), 2**31 - 1),
     default=0,
     show_default=True,
@@ -75,12 +77,15 @@ def queue() -> None:
 )
 @click.option(
     "--max-attempts",
+    "-m",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
     help="Total tries before the job fails.",
 )
-@click.option("--unique-key", default=None, help="Skip the push while a job with this key lives.")
+@click.option(
+    "--unique-key", "-u", default=None, help="Skip the push while a job with this key lives."
+)
 @click.option(
     "--partition-key",
     default=None,
@@ -116,42 +121,6 @@ def push(
     cli.run(body)
 
 
-QUEUE_HEADERS = ("NAME", "STATE", "EXECUTOR", "CONCURRENCY", "POLLING", "TAGS", "LIMITS")
-
-
-def _limits(q: Queue) -> str:
-    """The queue's flow-control limits in one cell without spaces ("-" when it has none).
-
-    ``rate=10/60s,running=4,key-running=1,key-rate=2/10s``: jobs started per window, jobs
-    running at once across all workers, and the same two per partition key.
-    """
-    parts = []
-    if q.rate_limit is not None:
-        parts.append(f"rate={q.rate_limit}/{q.rate_limit_window}s")
-    if q.global_concurrency is not None:
-        parts.append(f"running={q.global_concurrency}")
-    if q.partition_concurrency is not None:
-        parts.append(f"key-running={q.partition_concurrency}")
-    if q.partition_rate_limit is not None:
-        parts.append(f"key-rate={q.partition_rate_limit}/{q.partition_rate_limit_window}s")
-    return ",".join(parts) or "-"
-
-
-def _queue_row(q: Queue) -> list[str]:
-    state = str(q.state)
-    if q.resume_at is not None:
-        state += f" (until {q.resume_at.isoformat(timespec='seconds')})"
-    return [
-        q.name,
-        state,
-        _short_executor(q.executor),
-        "default" if q.concurrency is None else str(q.concurrency),
-        f"{q.polling_interval:g}s",
-        ",".join(sorted(q.tags)),
-        _limits(q),
-    ]
-
-
 @queue.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 @pass_cli
@@ -166,9 +135,52 @@ def list_queues(cli: CliContext, as_json: bool) -> None:
         if not queues:
             click.echo(f"no queues (prefix {chancy.prefix!r})")
             return
-        click.echo(format_table(QUEUE_HEADERS, [_queue_row(q) for q in queues]))
+        click.echo(format_table(QUEUE_HEADERS, [queue_row(q) for q in queues]))
 
     cli.run(body)
+
+
+class ConcurrencyType(click.ParamType):
+    """A positive number of slots, or ``default`` for the executor's own choice (None)."""
+
+    name = "concurrency"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text in ("default", "none"):
+            return None
+        try:
+            number = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number nor 'default'", param, ctx)
+        if number < 1:
+            self.fail(f"{number} is not at least 1 (use 'default' for the executor's)", param, ctx)
+        return number
+
+
+def split_regexes(values: Iterable[str]) -> list[str]:
+    """Split tag regexes on commas, except commas inside ``{}``, ``[]`` or ``()``.
+
+    So ``-t 'gpu{1,2}'`` stays one regex (Chancy 0.26 took each ``-t`` whole) while
+    ``--tags a,b`` still gives two.
+    """
+    out: list[str] = []
+    for value in values:
+        depth, current = 0, list[str]()
+        for char in value:
+            if char in "{[(":
+                depth += 1
+            elif char in "}])" and depth:
+                depth -= 1
+            if char == "," and depth == 0:
+                out.append("".join(current))
+                current = []
+            else:
+                current.append(char)
+        out.append("".join(current))
+    return [part.strip() for part in out if part.strip()]
 
 
 def _executor_path(value: str) -> str:
@@ -184,12 +196,16 @@ def _executor_path(value: str) -> str:
 @click.argument("name")
 @click.option(
     "--concurrency",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Jobs run at once per worker. [default: the executor's]",
+    "-c",
+    type=ConcurrencyType(),
+    default="1",
+    show_default=True,
+    metavar="N|default",
+    help="Jobs run at once per worker ('default': the executor's own choice).",
 )
 @click.option(
     "--executor",
+    "-e",
     default="process",
     show_default=True,
     help=f"One of {', '.join(EXECUTORS)}, or the import path of an Executor subclass.",
@@ -202,53 +218,88 @@ def _executor_path(value: str) -> str:
 )
 @click.option(
     "--polling-interval",
-    type=click.FloatRange(min=0, min_open=True),
+    "-p",
+    type=click.FloatRange(MIN_POLLING_INTERVAL, MAX_POLLING_INTERVAL),
+    callback=_finite,
     default=5,
     show_default=True,
     help="Seconds between polls when no notification arrives.",
 )
 @click.option(
     "--tags",
+    "-t",
     multiple=True,
     metavar="REGEX[,REGEX...]",
     help="Only workers with a tag matching one of these regexes serve the queue. [default: .*]",
 )
 @click.option(
     "--rate-limit",
-    type=click.IntRange(min=1),
+    "-r",
+    type=click.IntRange(1, MAX_LIMIT),
     default=None,
     help="At most this many jobs per window, across all workers (needs --rate-limit-window).",
 )
 @click.option(
     "--rate-limit-window",
-    type=click.IntRange(min=1),
+    "-w",
+    type=click.IntRange(1, MAX_WINDOW),
     default=None,
     help="The rate limit's window, in seconds.",
 )
 @click.option(
     "--global-concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_LIMIT),
     default=None,
     help="At most this many of the queue's jobs running at once, across all workers.",
 )
 @click.option(
     "--partition-concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_LIMIT),
     default=None,
     help="At most this many jobs of one partition key running at once, across all workers.",
 )
 @click.option(
     "--partition-rate-limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_LIMIT),
     default=None,
     help="At most this many jobs of one partition key per window (needs"
     " --partition-rate-limit-window).",
 )
 @click.option(
     "--partition-rate-limit-window",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_WINDOW),
     default=None,
     help="The per-key rate limit's window, in seconds.",
+)
+@click.option(
+    "--fairness",
+    is_flag=True,
+    help="Serve the partition keys with waiting work in turn, in proportion to their weights.",
+)
+@click.option(
+    "--weight",
+    "weights",
+    multiple=True,
+    metavar="KEY=N",
+    help="A partition key's weight on a fair queue (repeatable; '*=N' for unlisted keys).",
+)
+@click.option(
+    "--ordered",
+    is_flag=True,
+    help="Run the jobs of one partition key one at a time, in push order.",
+)
+@click.option(
+    "--on-failure",
+    type=click.Choice(["continue", "hold"]),
+    default="continue",
+    show_default=True,
+    help="On an ordered queue, what a job's final failure does to the rest of its key.",
+)
+@click.option(
+    "--default-deadline",
+    type=float,
+    default=None,
+    help="Jobs pushed without a deadline must start within this many seconds of being due.",
 )
 @click.option("--eager-polling", is_flag=True, help="Claim again as soon as one slot frees.")
 @click.option(
@@ -269,6 +320,11 @@ def declare(
     partition_concurrency: int | None,
     partition_rate_limit: int | None,
     partition_rate_limit_window: int | None,
+    fairness: bool,
+    weights: tuple[str, ...],
+    ordered: bool,
+    on_failure: str,
+    default_deadline: float | None,
     eager_polling: bool,
     upsert: bool,
 ) -> None:
@@ -283,11 +339,11 @@ def declare(
             "--partition-rate-limit and --partition-rate-limit-window go together; give both"
         )
 
-    async def body(chancy: Chancy) -> None:
+    try:
         wanted = Queue(
             name,
             concurrency=concurrency,
-            tags=set(_split_commas(tags)) or {".*"},
+            tags=set(split_regexes(tags)) or {".*"},
             executor=executor,
             executor_options=executor_options or {},
             polling_interval=int(polling_interval)
@@ -299,8 +355,22 @@ def declare(
             partition_concurrency=partition_concurrency,
             partition_rate_limit=partition_rate_limit,
             partition_rate_limit_window=partition_rate_limit_window,
+            fairness=fairness,
+            partition_weights=parse_weights(weights),
+            partition_ordered=ordered,
+            partition_on_failure=on_failure,
+            default_deadline=(
+                int(default_deadline)
+                if default_deadline is not None and default_deadline.is_integer()
+                else default_deadline
+            ),
             eager_polling=eager_polling,
         )
+    except ConfigurationError as exc:
+        # Checked before connecting: nothing is stored.
+        raise click.UsageError(str(exc)) from None
+
+    async def body(chancy: Chancy) -> None:
         stored = await chancy.declare(wanted, upsert=upsert)
         if not upsert and _settings(stored) != _settings(wanted):
             click.echo(
@@ -308,7 +378,7 @@ def declare(
                 " (use --upsert to overwrite them)",
                 err=True,
             )
-        click.echo(format_table(QUEUE_HEADERS, [_queue_row(stored)]))
+        click.echo(format_table(QUEUE_HEADERS, [queue_row(stored)]))
 
     cli.run(body)
 
@@ -324,11 +394,15 @@ def _settings(q: Queue) -> dict[str, Any]:
 @queue.command()
 @click.argument("name")
 @click.option("--keep-jobs", is_flag=True, help="Leave the queue's jobs in the database (not run).")
+@yes_option
 @pass_cli
-def delete(cli: CliContext, name: str, keep_jobs: bool) -> None:
-    """Delete queue NAME and, unless --keep-jobs, its jobs."""
+def delete(cli: CliContext, name: str, keep_jobs: bool, yes: bool) -> None:
+    """Delete queue NAME and, unless --keep-jobs, its jobs (asks first unless --yes)."""
 
     async def body(chancy: Chancy) -> bool:
+        await _existing(chancy.get_queue(name), name)
+        what = " (keeping its jobs)" if keep_jobs else " and all its jobs"
+        confirm(f"delete queue {name!r}{what}", yes=yes)
         return await chancy.delete_queue(name, purge_jobs=not keep_jobs)
 
     if not cli.run(body):
@@ -340,16 +414,20 @@ def delete(cli: CliContext, name: str, keep_jobs: bool) -> None:
 @click.argument("name")
 @click.option(
     "--resume-in",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, max=366 * 86400, min_open=True),
+    callback=_finite,
     default=None,
     metavar="SECONDS",
     help="Resume the queue by itself after this many seconds.",
 )
+@yes_option
 @pass_cli
-def pause(cli: CliContext, name: str, resume_in: float | None) -> None:
-    """Stop workers from starting jobs of queue NAME (running jobs finish)."""
+def pause(cli: CliContext, name: str, resume_in: float | None, yes: bool) -> None:
+    """Stop workers from starting jobs of queue NAME (running jobs finish; asks first)."""
 
     async def body(chancy: Chancy) -> Queue:
+        await _existing(chancy.get_queue(name), name)
+        confirm(f"pause queue {name!r}", yes=yes)
         when = None if resume_in is None else timedelta(seconds=resume_in)
         return await _existing(chancy.pause_queue(name, resume_at=when), name)
 
@@ -360,11 +438,14 @@ def pause(cli: CliContext, name: str, resume_in: float | None) -> None:
 
 @queue.command()
 @click.argument("name")
+@yes_option
 @pass_cli
-def resume(cli: CliContext, name: str) -> None:
-    """Let workers start jobs of queue NAME again."""
+def resume(cli: CliContext, name: str, yes: bool) -> None:
+    """Let workers start jobs of queue NAME again (asks first unless --yes)."""
 
     async def body(chancy: Chancy) -> Queue:
+        await _existing(chancy.get_queue(name), name)
+        confirm(f"resume queue {name!r}", yes=yes)
         return await _existing(chancy.resume_queue(name), name)
 
     cli.run(body)

@@ -19,23 +19,31 @@ Child to parent::
                                                    name (str) when it could not be pickled
     (FAILED, used_job, exception pickle or None, type name, message, traceback, meta)
     (NEED_JOB,)
+    (PROGRESS, job id as int, fraction, message, data as JSON text or None)
+                                                   while a job runs (chancy.executors._progress)
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import pickle
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
+import types
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chancy.errors import JobControl, JobFailedError
+from chancy import progress
+from chancy.errors import JobControl, JobMemoryLimitError
 from chancy.executors._functions import FunctionCache
+from chancy.executors._progress import ProgressPipe
 from chancy.executors.base import (
     RemoteJobError,
     format_exception,
@@ -52,7 +60,7 @@ try:
 except ImportError:  # pragma: no cover - not on Windows
     resource = None  # type: ignore[assignment]
 
-READY, DONE, FAILED, NEED_JOB = 0, 1, 2, 3
+READY, DONE, FAILED, NEED_JOB, PROGRESS = 0, 1, 2, 3, 4
 
 FRAME = struct.Struct("!I")
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -198,10 +206,10 @@ def _failure(
 ) -> tuple[Any, ...]:
     formatted = format_exception(exc)
     if memory_limit and isinstance(exc, MemoryError):
-        exc = JobFailedError(
+        exc = JobMemoryLimitError(
             f"the job exceeded its memory limit of {memory_limit} bytes (it raised MemoryError)"
         )
-        formatted = f"{formatted}\nchancy.errors.JobFailedError: {exc}\n"
+        formatted = f"{formatted}\nchancy.errors.JobMemoryLimitError: {exc}\n"
     try:
         message = str(exc)
     except Exception:
@@ -278,12 +286,16 @@ def main(sock: socket.socket, config: dict[str, Any]) -> None:
     # to running jobs, so children ignore it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(config["parent_pid"])
+    if config.get("main"):
+        sys.modules["__main__"] = LazyMain(config["main"])
     executor_cls = _executor_class(config["executor"])
     executor_cls.on_initialize_worker()
     _configure_logging(config["log_level"])
     functions = FunctionCache(executor_cls.get_function_and_kwargs)
     sock.setblocking(True)
     reader = sock.makefile("rb")
+    pipe = ProgressPipe(sock, frame, PROGRESS)
+    progress.set_remote(pipe.report)
     try:
         sock.sendall(frame((READY, os.getpid())))
         while True:
@@ -294,9 +306,38 @@ def main(sock: socket.socket, config: dict[str, Any]) -> None:
             payload = reader.read(size)
             if len(payload) < size:
                 return
-            sock.sendall(frame(run_job(pickle.loads(payload), functions)))
+            pipe.reply(frame(run_job(pickle.loads(payload), functions)))
     except (BrokenPipeError, ConnectionResetError):
         return  # the parent went away mid-message
+
+
+class LazyMain(types.ModuleType):
+    """Stands in for the worker's main module; loads it on first use, as ``__mp_main__``.
+
+    Jobs defined in the script that runs the worker are stored as ``__main__.name``. Loading
+    that script in every child would re-run its top level at each start, so it is loaded only
+    when such a job arrives, under the name multiprocessing uses, so that code guarded by
+    ``if __name__ == "__main__":`` stays in the parent.
+    """
+
+    def __init__(self, where: dict[str, str]) -> None:
+        super().__init__("__main__")
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        where = self.__dict__["_where"]
+        if "name" in where:
+            real = importlib.import_module(where["name"])
+        else:
+            real = types.ModuleType("__mp_main__")
+            real.__file__ = where["path"]
+            sys.modules["__mp_main__"] = real
+            code = compile(Path(where["path"]).read_bytes(), where["path"], "exec")
+            exec(code, real.__dict__)
+        sys.modules["__main__"] = real
+        return getattr(real, name)
 
 
 def _executor_class(path: str | None) -> type[ProcessExecutor]:

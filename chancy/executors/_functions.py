@@ -1,9 +1,9 @@
 """A per-executor memo of job functions, so the hot path imports and inspects each one once.
 
-``Executor.get_function_and_kwargs`` imports the function and binds the kwargs against its
-signature on every call, which costs more than a no-op job itself. Whether kwargs bind
-depends only on the function and the kwargs' names, so after one successful call for a
-(function path, kwargs names) pair the answer is reused.
+``Executor.get_function_and_kwargs`` imports the function and ``check_kwargs`` binds the
+kwargs against its signature, which costs more than a no-op job itself when done for every
+run. Whether kwargs bind depends only on the function and the kwargs' names, so after one
+successful call for a (function path, kwargs names) pair the answer is reused.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from chancy.executors.base import Executor
+from chancy.executors.base import Executor, check_kwargs
 from chancy.job import QueuedJob
 
 _MAX_ENTRIES = 2048
@@ -54,8 +54,9 @@ class FunctionCache:
     def resolve(self, job: QueuedJob) -> tuple[Callable[..., Any], dict[str, Any], bool, bool]:
         """Return (function, kwargs, is async, whether the kwargs hold the job itself).
 
-        Raises ``JobFailedError`` (from ``get_function_and_kwargs``) when the function
-        cannot be imported or the kwargs do not fit it.
+        Raises ``JobFailedError`` when the function cannot be imported
+        (``get_function_and_kwargs``) or the kwargs it returns do not fit it
+        (``check_kwargs``).
         """
         given = job.kwargs or {}
         key = (job.func, tuple(given))
@@ -67,6 +68,7 @@ class FunctionCache:
                 kwargs[name] = job
             return func, kwargs, is_async, bool(injected)
         func, kwargs = self._get(job)
+        check_kwargs(job, func, kwargs)
         injected = tuple(name for name, value in kwargs.items() if value is job)
         is_async = is_async_callable(func)
         if self._cacheable:

@@ -12,7 +12,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from chancy.errors import JobFailedError
+from chancy.errors import JobFailedError, JobTimeLimitError
 from chancy.executors._functions import FunctionCache
 from chancy.executors.base import ConcurrentExecutor, Executor
 from chancy.job import QueuedJob, Reference
@@ -44,8 +44,13 @@ class AsyncExecutor(ConcurrentExecutor):
         self._warned_memory_limit = False
 
     @classmethod
-    def supports(cls) -> Executor.Capability:
-        return cls.Capability.ASYNC_JOBS | cls.Capability.TIME_LIMIT | cls.Capability.CANCELLATION
+    def get_capabilities(cls) -> Executor.Capability:
+        return (
+            cls.Capability.ASYNC_JOBS
+            | cls.Capability.TIME_LIMIT
+            | cls.Capability.COOPERATIVE_TIME_LIMITS
+            | cls.Capability.CANCELLATION
+        )
 
     def get_default_concurrency(self) -> int:
         return 100
@@ -64,6 +69,9 @@ class AsyncExecutor(ConcurrentExecutor):
     async def _run(self, job: QueuedJob) -> None:
         exc: BaseException | None = None
         result: Any = None
+        limit = self.time_limit_for(job)
+        if limit is not None:
+            job = job.with_time_limit(limit)  # time_remaining() and checkpoint() work
         try:
             func, kwargs, is_async, _ = self._functions.resolve(job)
             if not is_async:
@@ -72,7 +80,6 @@ class AsyncExecutor(ConcurrentExecutor):
                     " `async def` jobs (a sync job would block the worker's event loop). Put"
                     " it on a queue with ThreadedExecutor or ProcessExecutor, or make it async."
                 )
-            limit = self.time_limit_for(job)
             if limit is None:
                 result = await func(**kwargs)
             else:
@@ -83,7 +90,7 @@ class AsyncExecutor(ConcurrentExecutor):
                 except TimeoutError as err:
                     if not timeout.expired():
                         raise  # the job's own TimeoutError
-                    raise JobFailedError(
+                    raise JobTimeLimitError(
                         f"the job exceeded its time limit of {limit:g}s; its task was cancelled"
                     ) from err
         except asyncio.CancelledError:

@@ -1,110 +1,100 @@
-"""The executor contract: run a claimed job, then report its outcome to the worker.
+"""The executor contract: run a claimed job, then report how the run ended.
 
-Executors never touch the database. A worker hands each claimed job to ``push``; when the
-job ends, the executor calls ``on_job_completed`` in the worker's event loop, which turns the
-outcome into the job's next state (succeeded, retrying, failed, snoozed), lets plugins adjust
-it and passes it to ``worker.queue_update`` for the completer to write, fenced by claim id.
+Executors never touch the database and run no plugin hooks. The runtime hands each claimed
+job to ``push`` (plugins' ``on_job_starting`` already ran for its claim batch); when the run
+ends, the executor calls ``on_job_completed(job=..., exc=..., result=...)``, which reports it
+to the worker's runtime (chancy.runtime.context.Runtime.report): the outcome is built there
+(chancy.outcome), adjusted by plugins and written, fenced by the claim.
+
+Chancy 0.26's executor API is kept: a custom executor may override ``push`` alone (or
+``submit_to_pool``), ``supports(capability)`` answers for one capability, and the helpers
+``get_function_and_kwargs``, ``prepare_job_for_execution``, ``run_function``, ``get_limit``,
+``get_running_jobs`` and ``cancel_execution`` exist with its signatures.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import dataclasses
 import enum
 import inspect
 import logging
 import sys
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chancy.errors import JobFailedError, Retry, Snooze
-from chancy.job import COMPLETED_STATES, Limit, QueuedJob, Reference
-from chancy.plugin import plugins_with
-from chancy.utils import import_string, jsonb_dumps, safe_text
+from chancy.errors import JobFailedError
+from chancy.job import Limit, QueuedJob, Reference
+from chancy.outcome import (
+    DEFAULT_MAX_RESULT_SIZE,
+    Delayed,
+    Outcome,
+    RemoteJobError,
+    build_outcome,
+    encode_result,
+    evolve,
+    format_exception,
+)
+from chancy.utils import import_string
 
 if TYPE_CHECKING:
     from chancy.queue import Queue
     from chancy.worker import Worker
 
+__all__ = [
+    "DEFAULT_MAX_RESULT_SIZE",
+    "PLATFORM_LINUX",
+    "ConcurrentExecutor",
+    "Delayed",
+    "Executor",
+    "Outcome",
+    "RemoteJobError",
+    "build_outcome",
+    "encode_result",
+    "evolve",
+    "format_exception",
+    "run_coroutine_function",
+]
+
 log = logging.getLogger("chancy.executor")
 
-DEFAULT_MAX_RESULT_SIZE = 1024 * 1024
 
-
-class RemoteJobError(Exception):
-    """An exception raised by job code in another process or interpreter.
-
-    Carries the original type name and formatted traceback, so exceptions that cannot be
-    pickled still reach the job's ``errors`` intact.
-    """
-
-    def __init__(self, type_name: str, message: str, formatted: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.formatted_traceback = formatted
-
-
-def format_exception(exc: BaseException) -> str:
-    """The traceback text stored in a job's ``errors``."""
-    formatted = getattr(exc, "formatted_traceback", None)
-    if isinstance(formatted, str):
-        return formatted
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
-def encode_result(result: Any, max_size: int) -> tuple[str | None, str | None]:
-    """Encode a job's return value as JSON text; return (json, None) or (None, reason)."""
-    if result is None:
-        return None, None
+def check_kwargs(job: QueuedJob, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Raise ``JobFailedError`` when ``kwargs`` (as ``get_function_and_kwargs`` returned
+    them, overrides included) do not fit ``func``'s signature, naming both."""
     try:
-        text = jsonb_dumps(result)
-    except (TypeError, ValueError) as exc:
-        return None, f"the return value is not JSON-serialisable, so it cannot be stored: {exc}"
-    if len(text) > max_size:
-        return None, (
-            f"the return value is {len(text)} bytes as JSON, over the {max_size}-byte limit;"
-            " store large results elsewhere and return a reference to them"
-        )
-    return text, None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Delayed:
-    """Returned by a plugin's ``on_job_completed`` to make the job eligible again later.
-
-    ``delay`` is in seconds and is added to the database's ``now()`` when the outcome is
-    written, so a worker's clock never decides when a job runs.
-    """
-
-    job: QueuedJob
-    delay: float
-
-
-@dataclasses.dataclass(slots=True)
-class Outcome:
-    """What the completer writes for one finished run."""
-
-    job: QueuedJob
-    #: Seconds after database ``now()`` at which the job becomes eligible again (retry or
-    #: snooze); None keeps ``scheduled_at`` as it is.
-    delay: float | None = None
-    #: The return value as JSON text (None stores SQL NULL).
-    result_json: str | None = None
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(**kwargs)
+    except TypeError as exc:
+        raise JobFailedError(
+            f"the kwargs {sorted(job.kwargs or {})} do not match {job.func}{sig}: {exc}"
+        ) from exc
 
 
 class Executor(abc.ABC):
     """Base of all executors. One instance serves one queue in one worker."""
 
-    class Capability(enum.Flag):
+    class Capability(enum.IntFlag):
+        """What an executor can do (Chancy 0.26's names are aliases of chancy's)."""
+
+        NONE = 0
         SYNC_JOBS = enum.auto()
         ASYNC_JOBS = enum.auto()
         TIME_LIMIT = enum.auto()
         MEMORY_LIMIT = enum.auto()
         CANCELLATION = enum.auto()
+        #: Jobs read ``QueuedJob.time_remaining`` / call ``checkpoint()`` to honour a limit.
+        COOPERATIVE_TIME_LIMITS = enum.auto()
+        AUTOMATIC_TIME_LIMITS = TIME_LIMIT
+        MEMORY_LIMITS = MEMORY_LIMIT
 
     def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
+        cls = type(self)
+        if cls.push is Executor.push and cls.submit_to_pool is Executor.submit_to_pool:
+            raise TypeError(f"{cls.__name__} must override push() (or submit_to_pool())")
         self.worker = worker
         self.queue = queue
         #: Default time limit (seconds) for jobs of this queue without a TIME limit of their own.
@@ -114,13 +104,28 @@ class Executor(abc.ABC):
                 f"{type(self).__name__} got unknown executor_options {sorted(options)}; check"
                 f" the queue's executor_options"
             )
+        # Where runs are reported: the worker's runtime (a stand-in worker may lack one).
+        runtime = getattr(worker, "runtime", None)
+        self._report: Callable[..., Any] | None = getattr(runtime, "report", None)
 
     # -- capabilities -----------------------------------------------------------------
 
+    #: Chancy 0.26's class attribute; ``get_capabilities`` is what counts.
+    capabilities = Capability.NONE
+
     @classmethod
-    def supports(cls) -> Executor.Capability:
+    def get_capabilities(cls) -> Executor.Capability:
         """What this executor can do on this platform."""
-        return cls.Capability(0)
+        return cls.capabilities
+
+    @classmethod
+    def supports(cls, capability: Executor.Capability | None = None) -> Any:
+        """``supports(capability)``: whether every given capability is supported (Chancy
+        0.26); ``supports()``: the capabilities themselves."""
+        capabilities = cls.get_capabilities()
+        if capability is None:
+            return capabilities
+        return (capabilities & capability) == capability
 
     @classmethod
     def unsupported_reason(cls) -> str | None:
@@ -130,17 +135,12 @@ class Executor(abc.ABC):
     # -- the pool ---------------------------------------------------------------------
 
     async def push(self, job: QueuedJob) -> None:
-        """Run ``job``: plugin hooks first, then the executor's own pool."""
-        job = await self.on_job_starting(job)
-        if job.state in COMPLETED_STATES:
-            # A plugin finished the job before it started.
-            await self.worker.queue_update(Outcome(job))
-            return
+        """Start running ``job`` (return once it has started); report it when it ends."""
         await self.submit_to_pool(job)
 
-    @abc.abstractmethod
     async def submit_to_pool(self, job: QueuedJob) -> None:
         """Start running ``job`` without further checks; return once it has started."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     async def stop(self) -> None:
@@ -174,7 +174,21 @@ class Executor(abc.ABC):
 
     def running_ids(self) -> set[Any]:
         """Ids of the jobs running now (used to give them back at shutdown)."""
-        return set()
+        return {job.id for job in self.get_running_jobs()}
+
+    def get_running_jobs(self) -> list[QueuedJob]:
+        """The jobs running now."""
+        return []
+
+    def get_running_job(self, ref: Reference) -> QueuedJob | None:
+        return next((j for j in self.get_running_jobs() if j.id == ref.identifier), None)
+
+    def is_job_running(self, ref: Reference) -> bool:
+        return self.get_running_job(ref) is not None
+
+    async def cancel_execution(self, job: QueuedJob) -> None:
+        """Interrupt this execution of ``job`` (its id and claim); default: ``cancel``."""
+        await self.cancel(Reference(job.id))
 
     async def __aenter__(self) -> Executor:
         return self
@@ -196,12 +210,38 @@ class Executor(abc.ABC):
         return int(min(limits)) if limits else None
 
     @staticmethod
-    def get_function_and_kwargs(job: QueuedJob) -> tuple[Callable[..., Any], dict[str, Any]]:
-        """Import the job's function and build its kwargs, checked against its signature.
+    def get_limit(job: QueuedJob, limit_type: Limit.Type) -> int | None:
+        """The first limit of ``limit_type`` the job carries (Chancy 0.26's helper)."""
+        return next((lim.value for lim in job.limits if lim.type_ == limit_type), None)
 
-        A keyword-only parameter annotated ``QueuedJob`` receives the running job.
-        Raises ``JobFailedError`` with a clear message when the function cannot be imported
-        or the kwargs do not fit it.
+    @classmethod
+    def prepare_job_for_execution(
+        cls, job: QueuedJob
+    ) -> tuple[QueuedJob, Callable[..., Any], dict[str, Any]]:
+        """The job (with a cooperative deadline when its TIME limit calls for one), its
+        function and kwargs (Chancy 0.26's helper for custom executors)."""
+        time_limit = cls.get_limit(job, Limit.Type.TIME)
+        capabilities = cls.get_capabilities()
+        if time_limit is not None and not (capabilities & cls.Capability.TIME_LIMIT):
+            job = job.with_time_limit(float(time_limit))
+        func, kwargs = cls.get_function_and_kwargs(job)
+        check_kwargs(job, func, kwargs)
+        return job, func, kwargs
+
+    @staticmethod
+    def run_function(func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """Run a sync function, or an async one to completion on a fresh event loop."""
+        return run_coroutine_function(func, kwargs)
+
+    @staticmethod
+    def get_function_and_kwargs(job: QueuedJob) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """Import the job's function and build its kwargs.
+
+        A keyword-only parameter annotated ``QueuedJob`` receives the running job. Raises
+        ``JobFailedError`` with a clear message when the function cannot be imported.
+        Chancy 0.26's way to inject application-level dependencies is to override this,
+        call ``super()`` and add kwargs, so the kwargs are checked against the signature
+        after it returns (``check_kwargs``), not here.
         """
         try:
             func = import_string(job.func)
@@ -227,139 +267,33 @@ class Executor(abc.ABC):
                 or (isinstance(ann, type) and issubclass(ann, QueuedJob))
             ):
                 kwargs[name] = job
-        try:
-            sig.bind(**kwargs)
-        except TypeError as exc:
-            raise JobFailedError(
-                f"the kwargs {sorted(job.kwargs or {})} do not match {job.func}{sig}: {exc}"
-            ) from exc
         return func, kwargs
 
-    # -- outcomes ---------------------------------------------------------------------
-
-    def _hooks(self, hook: str) -> list[Any]:
-        """The plugins that implement ``hook``, looked up again only when the plugins change."""
-        plugins = tuple(self.worker.chancy.plugins.values())
-        cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = self.__dict__.setdefault(
-            "_hook_cache", {}
-        )
-        cached = cache.get(hook)
-        if cached is None or cached[0] != plugins:
-            cached = cache[hook] = (plugins, plugins_with(plugins, hook))
-        return cached[1]
+    # -- reporting --------------------------------------------------------------------
 
     async def on_job_starting(self, job: QueuedJob) -> QueuedJob:
-        for plugin in self._hooks("on_job_starting"):
-            try:
-                job = await plugin.on_job_starting(job=job, worker=self.worker)
-            except NotImplementedError:
-                continue
+        """Kept for Chancy 0.26's executors, which called it from ``push``: the runtime now
+        runs the plugins' ``on_job_starting`` once per claim batch, before ``push``."""
         return job
 
     async def on_job_completed(
         self, *, job: QueuedJob, exc: BaseException | None = None, result: Any = None
     ) -> None:
-        """Turn a finished run into the job's next state and hand it to the completer.
+        """Report that a run of ``job`` ended: it raised ``exc`` or returned ``result``.
 
         ``job`` is the job as the run left it (its ``meta`` may have been changed by the job).
         """
+        if self._report is not None:
+            await self._report(job, exc, result)
+            return
+        # A stand-in worker without a runtime (Chancy 0.26's contract): hand it the outcome.
         outcome = build_outcome(
             job,
             exc,
             result,
             max_result_size=getattr(self.worker.chancy, "max_result_size", DEFAULT_MAX_RESULT_SIZE),
         )
-        if exc is not None and not isinstance(exc, Snooze):
-            log.debug("job %s (%s) failed", job.id, job.func, exc_info=exc)
-        new_job = outcome.job
-        delayed: float | None = None
-        for plugin in self._hooks("on_job_completed"):
-            try:
-                changed = await plugin.on_job_completed(
-                    job=new_job, worker=self.worker, exc=exc, result=result
-                )
-            except NotImplementedError:
-                continue
-            if isinstance(changed, Delayed):
-                new_job = changed.job
-                delayed = max(0.0, float(changed.delay))
-            elif changed is not None:
-                new_job = changed
-        if delayed is not None:
-            outcome.delay = delayed
-        if new_job is not outcome.job:
-            if delayed is None and new_job.scheduled_at != outcome.job.scheduled_at:
-                # A plugin chose an absolute time; it overrides any relative delay.
-                outcome.delay = None
-            outcome.job = new_job
         await self.worker.queue_update(outcome)
-
-
-_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(QueuedJob))
-
-
-def _make_copier() -> Callable[[QueuedJob, dict[str, Any]], QueuedJob]:
-    """Build ``copy(job, changes)``: a new QueuedJob with ``changes`` applied, field by field.
-
-    Generated once from the dataclass fields, so a copy is straight-line attribute stores
-    rather than a loop with a lookup per field.
-    """
-    lines = ["def copy(job, changes, _new=_new, _cls=_cls, _set=_set):", "    new = _new(_cls)"]
-    for name in _JOB_FIELDS:
-        lines.append(f"    _set(new, {name!r}, changes.get({name!r}, job.{name}))")
-    lines.append("    return new")
-    namespace: dict[str, Any] = {
-        "_new": object.__new__,
-        "_cls": QueuedJob,
-        "_set": object.__setattr__,
-    }
-    exec("\n".join(lines), namespace)
-    copier: Callable[[QueuedJob, dict[str, Any]], QueuedJob] = namespace["copy"]
-    return copier
-
-
-_copy_job = _make_copier()
-
-
-def evolve(job: QueuedJob, **changes: Any) -> QueuedJob:
-    """``dataclasses.replace`` for a QueuedJob, without its introspection on every call.
-
-    Every outcome makes one new job, so this is on the hot path. Subclasses (which may
-    validate in ``__post_init__``) go through ``dataclasses.replace``.
-    """
-    if type(job) is not QueuedJob:
-        return dataclasses.replace(job, **changes)
-    return _copy_job(job, changes)
-
-
-def build_outcome(
-    job: QueuedJob,
-    exc: BaseException | None,
-    result: Any,
-    *,
-    max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
-) -> Outcome:
-    """Compute the state a run leaves its job in (pure: no database, no clock)."""
-    if isinstance(exc, Snooze):
-        meta = dict(job.meta)
-        meta["snoozed"] = int(meta.get("snoozed", 0)) + 1
-        return Outcome(evolve(job, state=QueuedJob.State.PENDING, meta=meta), delay=exc.delay)
-    attempts = job.attempts + 1
-    if exc is None:
-        result_json, reason = encode_result(result, max_result_size)
-        meta = job.meta
-        if reason is not None:
-            meta = {**meta, "result_error": reason}
-        return Outcome(
-            evolve(job, state=QueuedJob.State.SUCCEEDED, attempts=attempts, meta=meta, result=None),
-            result_json=result_json,
-        )
-    traceback_text = safe_text(format_exception(exc))
-    errors = [*job.errors, {"attempt": job.attempts, "traceback": traceback_text}]
-    failed = attempts >= job.max_attempts
-    state = QueuedJob.State.FAILED if failed else QueuedJob.State.RETRYING
-    delay = exc.delay if isinstance(exc, Retry) and not failed else None
-    return Outcome(evolve(job, state=state, attempts=attempts, errors=errors), delay=delay)
 
 
 class ConcurrentExecutor(Executor, abc.ABC):
@@ -372,8 +306,8 @@ class ConcurrentExecutor(Executor, abc.ABC):
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def running_ids(self) -> set[Any]:
-        return {job.id for job in self.jobs.values()}
+    def get_running_jobs(self) -> list[QueuedJob]:
+        return list(self.jobs.values())
 
 
 def run_coroutine_function(func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

@@ -19,24 +19,30 @@ import functools
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.spawn
 import multiprocessing.util  # registers its atexit hook before ours, so ours runs first
 import os
-import pickle
-import signal
 import socket
-import sys
-import types
 import uuid
 import weakref
-from collections.abc import Iterator
-from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
-from chancy.errors import ConfigurationError, JobFailedError
+from chancy.errors import ConfigurationError, JobFailedError, JobTimeLimitError
 from chancy.executors import _child
+from chancy.executors._children import Child
 from chancy.executors._reporter import Reporter
+from chancy.executors._spawning import (
+    cpu_count,
+    default_start_method,
+    describe_exit,
+    describe_main,
+    kill_process,
+    main_module_hidden,
+    preload_in_forkserver,
+)
 from chancy.executors.base import PLATFORM_LINUX, ConcurrentExecutor, Executor
 from chancy.job import QueuedJob, Reference
+from chancy.progress import Report, deliver
 
 if TYPE_CHECKING:
     from chancy.queue import Queue
@@ -44,11 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chancy.executor.process")
 
-# Below glibc's mmap threshold (128 KiB): a larger recv() buffer is mapped and unmapped on
-# every read, which costs more than the read itself. Bigger replies arrive in several reads.
-_READ_SIZE = 1 << 16
-_FRAME = _child.FRAME
-_HEAD = _child.FRAME.size
 _MAX_REMEMBERED_FUNCS = 2048
 _EXIT_WAIT = 5.0
 #: Jobs are claimed ahead of free children only to cover this much of their run time, so a
@@ -56,53 +57,20 @@ _EXIT_WAIT = 5.0
 _PREFETCH_WINDOW = 0.05
 
 
-class _Child:
-    """One child process, the socket that feeds it and the job it is running."""
-
-    __slots__ = (
-        "closed",
-        "deadline",
-        "inbuf",
-        "job",
-        "jobs_done",
-        "memory_limit",
-        "outbuf",
-        "process",
-        "ready",
-        "sent_at",
-        "sock",
-        "successor",
-        "time_limit",
-    )
-
-    def __init__(self, process: BaseProcess, sock: socket.socket) -> None:
-        self.process = process
-        self.sock = sock
-        self.ready = False
-        self.closed = False
-        self.job: QueuedJob | None = None
-        self.time_limit: float | None = None
-        self.memory_limit: int | None = None
-        self.deadline: asyncio.TimerHandle | None = None
-        self.sent_at = 0.0
-        self.jobs_done = 0
-        #: The child that takes this one's place when it retires, started ahead of time.
-        self.successor: _Child | None = None
-        self.inbuf = bytearray()
-        self.outbuf = bytearray()
-
-
 class ProcessExecutor(ConcurrentExecutor):
     """Runs each job in a child process; the default executor, for CPU-bound or unsafe code.
 
     Options (a queue's ``executor_options``):
 
-    - ``maximum_jobs_per_worker`` (1000): a child is replaced after running this many jobs,
-      which bounds the damage of leaks in job code.
+    - ``maximum_jobs_per_worker`` (100, as in Chancy 0.26): a child is replaced after running
+      this many jobs, which bounds the damage of leaks in job code; raise it for short jobs
+      (each replacement forks a child, a few milliseconds of CPU with the forkserver).
     - ``mp_context`` ("forkserver" where the platform has it, else "spawn"): the
-      multiprocessing start method. A forkserver child starts in milliseconds (forked from a
-      clean server process that imported the child's code once); a spawned one boots a new
-      interpreter (about 0.2 s of CPU), which adds up when children are recycled often.
+      multiprocessing start method, by name or as a context object
+      (``multiprocessing.get_context(...)``, as Chancy 0.26 took it). A forkserver child
+      starts in milliseconds (forked from a clean server process that imported the child's
+      code once); a spawned one boots a new interpreter (about 0.2 s of CPU), which adds up
+      when children are recycled often.
       "fork" is refused: forking a running worker (threads, event loop, open connections)
       is unsafe.
     - ``time_limit`` (None): seconds a job may run when it has no TIME limit of its own.
@@ -111,12 +79,14 @@ class ProcessExecutor(ConcurrentExecutor):
       as many as cover about 50 ms of the measured run time are taken (none until a run time
       is known), so queues of long jobs are not held back from other workers.
 
-    Children start when first needed and are reused. They do not import the worker's
-    ``__main__`` module (job functions must live in importable modules anyway), so a worker
-    started from a script or the ``chancy`` command does not re-run it, nor import psycopg,
-    in every child. A time limit kills the child at the deadline; a memory limit caps how
-    much address space a job may add to its child (``RLIMIT_AS``, Linux), so an allocation
-    past it raises ``MemoryError`` and fails that attempt. Cancellation kills the child.
+    Children start when first needed and are reused. They import the worker's ``__main__``
+    module only when a job defined there arrives (as multiprocessing does, under the name
+    ``__mp_main__``, so code behind an ``if __name__ == "__main__":`` guard does not run
+    again), so a worker started from a script or the ``chancy`` command does not re-run it,
+    nor import psycopg, in every child. A time limit kills the child at the deadline; a
+    memory limit caps how much address space a job may add to its child (``RLIMIT_AS``,
+    Linux), so an allocation past it raises ``MemoryError`` and fails that attempt.
+    Cancellation kills the child.
     Override ``on_initialize_worker`` to prepare each child (``django.setup()``, logging).
     """
 
@@ -125,8 +95,8 @@ class ProcessExecutor(ConcurrentExecutor):
         worker: Worker,
         queue: Queue,
         *,
-        maximum_jobs_per_worker: int = 1000,
-        mp_context: str | None = None,
+        maximum_jobs_per_worker: int = 100,
+        mp_context: Any = None,
         prefetch: int = 64,
         **options: Any,
     ) -> None:
@@ -147,7 +117,9 @@ class ProcessExecutor(ConcurrentExecutor):
                 f" {maximum_jobs_per_worker!r}"
             )
         if mp_context is None:
-            mp_context = _default_start_method()
+            mp_context = default_start_method()
+        elif not isinstance(mp_context, str) and hasattr(mp_context, "get_start_method"):
+            mp_context = mp_context.get_start_method()
         if mp_context not in ("spawn", "forkserver"):
             raise ConfigurationError(
                 f"mp_context {mp_context!r} is not supported; use 'spawn' or"
@@ -160,14 +132,14 @@ class ProcessExecutor(ConcurrentExecutor):
                 f"mp_context {mp_context!r} is not available on this platform: {exc}"
             ) from None
         if mp_context == "forkserver":
-            _preload_in_forkserver()
+            preload_in_forkserver()
         self.maximum_jobs_per_worker = maximum_jobs_per_worker
         # A retiring child's successor starts this many jobs before the end of its budget,
         # so the slot never waits for a child to boot.
         self._successor_lead = max(1, maximum_jobs_per_worker // 10)
-        self._children: set[_Child] = set()
-        self._idle: list[_Child] = []
-        self._busy: dict[uuid.UUID, _Child] = {}
+        self._children: set[Child] = set()
+        self._idle: list[Child] = []
+        self._busy: dict[uuid.UUID, Child] = {}
         # func path -> whether its children need the whole QueuedJob (see _child).
         self._needs_job: dict[str, bool] = {}
         self._reporter = Reporter(self.on_job_completed)
@@ -178,11 +150,12 @@ class ProcessExecutor(ConcurrentExecutor):
     # -- capabilities -------------------------------------------------------------------
 
     @classmethod
-    def supports(cls) -> Executor.Capability:
+    def get_capabilities(cls) -> Executor.Capability:
         caps = (
             cls.Capability.SYNC_JOBS
             | cls.Capability.ASYNC_JOBS
             | cls.Capability.TIME_LIMIT
+            | cls.Capability.COOPERATIVE_TIME_LIMITS
             | cls.Capability.CANCELLATION
         )
         if PLATFORM_LINUX and _child.resource is not None:
@@ -199,7 +172,7 @@ class ProcessExecutor(ConcurrentExecutor):
         return None
 
     def get_default_concurrency(self) -> int:
-        return _cpu_count()
+        return cpu_count()
 
     @property
     def free_slots(self) -> int:
@@ -221,7 +194,15 @@ class ProcessExecutor(ConcurrentExecutor):
         """Called once in each child before it runs jobs; override to prepare children.
 
         Runs in the child, after ``sys.path`` and the working directory match the worker's.
+        By default it calls ``django.setup()`` when Django is configured
+        (``DJANGO_SETTINGS_MODULE`` is set), as Chancy 0.26 did, so jobs can use the ORM.
         """
+        if os.environ.get("DJANGO_SETTINGS_MODULE"):
+            try:
+                import django
+            except ImportError:
+                return
+            django.setup()
 
     # -- running jobs -------------------------------------------------------------------
 
@@ -265,10 +246,13 @@ class ProcessExecutor(ConcurrentExecutor):
         ):
             child.successor = self._try_spawn()
         child.time_limit = self.time_limit_for(job)
+        if child.time_limit is not None:
+            # The job can read time_remaining() (CLOCK_MONOTONIC is host-wide on Linux).
+            job = child.job = job.with_time_limit(child.time_limit)
         child.memory_limit = self.memory_limit_for(job)
         full = self._needs_job.get(job.func, True)
         child.sent_at = asyncio.get_running_loop().time()
-        self._send(child, _child.job_message(job, child.memory_limit, full=full))
+        child.send(_child.job_message(job, child.memory_limit, full=full))
         if child.ready and child.time_limit is not None:
             self._arm_deadline(child)
 
@@ -301,7 +285,7 @@ class ProcessExecutor(ConcurrentExecutor):
 
     # -- children -----------------------------------------------------------------------
 
-    def _spawn(self) -> _Child:
+    def _spawn(self) -> Child:
         loop = asyncio.get_running_loop()
         parent_sock, child_sock = socket.socketpair()
         try:
@@ -310,7 +294,7 @@ class ProcessExecutor(ConcurrentExecutor):
                 args=(child_sock, self._child_config()),
                 name=f"chancy-{self.queue.name}-{next(self._serial)}",
             )
-            with _main_module_hidden():
+            with main_module_hidden():
                 process.start()
         except BaseException:
             parent_sock.close()
@@ -318,13 +302,13 @@ class ProcessExecutor(ConcurrentExecutor):
         finally:
             child_sock.close()
         parent_sock.setblocking(False)
-        child = _Child(process, parent_sock)
+        child = Child(process, parent_sock)
         loop.add_reader(parent_sock.fileno(), self._on_readable, child)
         self._children.add(child)
         _live_executors.add(self)
         return child
 
-    def _try_spawn(self) -> _Child | None:
+    def _try_spawn(self) -> Child | None:
         try:
             return self._spawn()
         except Exception:
@@ -340,9 +324,10 @@ class ProcessExecutor(ConcurrentExecutor):
             "executor": path,
             "parent_pid": os.getpid(),
             "log_level": logging.getLogger().getEffectiveLevel(),
+            "main": describe_main(),
         }
 
-    def _discard(self, child: _Child, *, kill: bool, job: QueuedJob | None = None) -> None:
+    def _discard(self, child: Child, *, kill: bool, job: QueuedJob | None = None) -> None:
         """Stop using ``child``: close its socket, kill it if asked, reap it in the background.
 
         With ``job``, the job is reported as failed with the child's exit code once known.
@@ -360,7 +345,7 @@ class ProcessExecutor(ConcurrentExecutor):
             loop.remove_writer(fd)
             child.outbuf.clear()
         if kill:
-            _kill(child.process)
+            kill_process(child.process)
         child.sock.close()  # a live child reads EOF and exits
         with contextlib.suppress(ValueError):
             self._idle.remove(child)
@@ -375,7 +360,7 @@ class ProcessExecutor(ConcurrentExecutor):
         self._reaping.add(task)
         task.add_done_callback(self._reaping.discard)
 
-    async def _wait_exit(self, child: _Child, job: QueuedJob | None) -> None:
+    async def _wait_exit(self, child: Child, job: QueuedJob | None) -> None:
         """Wait for ``child`` to exit (no zombies); report ``job`` as killed with its exit code."""
         process = child.process
         loop = asyncio.get_running_loop()
@@ -383,16 +368,16 @@ class ProcessExecutor(ConcurrentExecutor):
         delay = 0.001
         while process.exitcode is None:
             if loop.time() >= kill_at:
-                _kill(process)  # a recycled child that does not exit on EOF
+                kill_process(process)  # a recycled child that does not exit on EOF
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
         code = process.exitcode
         with contextlib.suppress(ValueError):
             process.close()
         if job is not None:
-            self._reporter.report(job, JobFailedError(_describe_exit(code, child.memory_limit)))
+            self._reporter.report(job, JobFailedError(describe_exit(code, child.memory_limit)))
 
-    def _abandon(self, child: _Child, exc: BaseException) -> None:
+    def _abandon(self, child: Child, exc: BaseException) -> None:
         """Kill the child running a job, free its slot and report ``exc`` as the outcome."""
         job = child.job
         child.job = None
@@ -403,88 +388,34 @@ class ProcessExecutor(ConcurrentExecutor):
             self._reporter.report(job, exc)
         self._feed()
 
-    def _arm_deadline(self, child: _Child) -> None:
+    def _arm_deadline(self, child: Child) -> None:
         assert child.time_limit is not None
         child.deadline = asyncio.get_running_loop().call_later(
             child.time_limit, self._on_deadline, child, child.job
         )
 
-    def _on_deadline(self, child: _Child, job: QueuedJob | None) -> None:
+    def _on_deadline(self, child: Child, job: QueuedJob | None) -> None:
         if child.job is job:
             self._abandon(
                 child,
-                JobFailedError(
+                JobTimeLimitError(
                     f"the job exceeded its time limit of {child.time_limit:g}s; the process"
                     " running it was killed"
                 ),
             )
 
-    # -- the wire -----------------------------------------------------------------------
-
-    def _send(self, child: _Child, message: tuple[Any, ...]) -> None:
-        data = _child.frame(message)
-        if child.outbuf:
-            child.outbuf += data
-            return
+    def _on_readable(self, child: Child) -> None:
         try:
-            sent = child.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            return  # the child is gone; the reader sees EOF and fails its job
-        if sent < len(data):
-            child.outbuf += memoryview(data)[sent:]
-            asyncio.get_running_loop().add_writer(child.sock.fileno(), self._on_writable, child)
-
-    def _on_writable(self, child: _Child) -> None:
-        try:
-            sent = child.sock.send(child.outbuf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            sent = len(child.outbuf)
-        del child.outbuf[:sent]
-        if not child.outbuf:
-            asyncio.get_running_loop().remove_writer(child.sock.fileno())
-
-    def _on_readable(self, child: _Child) -> None:
-        try:
-            self._read(child)
+            child.read(
+                functools.partial(self._on_message, child),
+                functools.partial(self._on_child_gone, child),
+            )
         except Exception as exc:
             # A reply that cannot be decoded: this child can no longer be trusted.
             log.exception("bad reply from process %s", child.process.pid)
             self._abandon(child, JobFailedError(f"the job's process sent a bad reply: {exc}"))
 
-    def _read(self, child: _Child) -> None:
-        try:
-            data = child.sock.recv(_READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._on_child_gone(child)
-            return
-        buf = child.inbuf
-        if not buf and len(data) > _HEAD:
-            # The usual case: exactly one whole reply.
-            (size,) = _FRAME.unpack_from(data)
-            if len(data) == _HEAD + size:
-                self._on_message(child, pickle.loads(memoryview(data)[_HEAD:]))
-                return
-        buf += data
-        start, end = 0, len(buf)
-        while end - start >= _HEAD and not child.closed:
-            (size,) = _FRAME.unpack_from(buf, start)
-            stop = start + _HEAD + size
-            if stop > end:
-                break
-            message = pickle.loads(bytes(buf[start + _HEAD : stop]))
-            start = stop
-            self._on_message(child, message)
-        del buf[:start]
-
-    def _on_message(self, child: _Child, message: tuple[Any, ...]) -> None:
+    def _on_message(self, child: Child, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == _child.DONE or kind == _child.FAILED:
             self._on_finished(child, message)
@@ -492,11 +423,15 @@ class ProcessExecutor(ConcurrentExecutor):
             child.ready = True
             if child.job is not None and child.time_limit is not None:
                 self._arm_deadline(child)
+        elif kind == _child.PROGRESS:
+            job = child.job
+            if job is not None and job.id.int == message[1]:
+                deliver(job.id, job.claim_id, Report(message[2], message[3], message[4]))
         elif kind == _child.NEED_JOB and child.job is not None:
             self._needs_job[child.job.func] = True
-            self._send(child, _child.job_message(child.job, child.memory_limit, full=True))
+            child.send(_child.job_message(child.job, child.memory_limit, full=True))
 
-    def _on_finished(self, child: _Child, message: tuple[Any, ...]) -> None:
+    def _on_finished(self, child: Child, message: tuple[Any, ...]) -> None:
         job = child.job
         if job is None:
             return
@@ -527,7 +462,7 @@ class ProcessExecutor(ConcurrentExecutor):
             job = dataclasses.replace(job, meta=meta)
         self._reporter.report(job, exc, result)
 
-    def _on_child_gone(self, child: _Child) -> None:
+    def _on_child_gone(self, child: Child) -> None:
         """The child closed its socket, so it died: fail its job once its exit code is known."""
         job = child.job
         child.job = None
@@ -540,81 +475,7 @@ class ProcessExecutor(ConcurrentExecutor):
     def _kill_all_now(self) -> None:
         """Kill every child at once (interpreter exit, no event loop)."""
         for child in self._children:
-            _kill(child.process)
-
-
-# -- module helpers ---------------------------------------------------------------------
-
-
-def _default_start_method() -> str:
-    """The start method to use by default: forkserver where it exists, else spawn (never fork)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        return "forkserver"
-    return "spawn"
-
-
-@functools.cache
-def _cpu_count() -> int:
-    # Cached: os.cpu_count reads /sys on every call, and the capacity is asked per job.
-    count = getattr(os, "process_cpu_count", os.cpu_count)()
-    return max(1, count or 1)
-
-
-def _kill(process: Any) -> None:
-    pid = process.pid
-    if pid is not None and process.exitcode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _describe_exit(code: int | None, memory_limit: int | None) -> str:
-    if code is None:
-        text = "the process running the job stopped responding and was killed"
-    elif code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = str(-code)
-        text = f"the process running the job was killed by signal {name}"
-        if -code == signal.SIGKILL:
-            text += " (by the kernel's out-of-memory killer or by another process)"
-    else:
-        text = f"the process running the job died with exit code {code}"
-    if memory_limit:
-        text += f"; the job had a memory limit of {memory_limit} bytes"
-    return text
-
-
-def _preload_in_forkserver() -> None:
-    """Make the forkserver import the child's code once, so each fork starts warm."""
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    current = list(getattr(server, "_preload_modules", None) or [])
-    if __name__ not in current:
-        forkserver.set_forkserver_preload([*current, __name__])
-
-
-@contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Start a child without making it import the worker's ``__main__`` module.
-
-    multiprocessing's spawn re-runs the parent's main script (or ``-m`` module) in every
-    child. For a worker that is a console script (``chancy worker start``, pytest) or a user
-    script, that costs start-up time, imports psycopg, and may re-run code without a
-    ``__name__ == "__main__"`` guard. Job functions cannot live in ``__main__`` anyway, so the
-    child is started while an empty module stands in for it. The swap lasts only for the
-    synchronous ``Process.start()`` call in the event loop's thread.
-    """
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-        else:
-            del sys.modules["__main__"]
+            kill_process(child.process)
 
 
 _live_executors: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()

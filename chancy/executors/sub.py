@@ -60,10 +60,14 @@ class SubInterpreterExecutor(ThreadedExecutor):
         self._local = threading.local()
 
     @classmethod
-    def supports(cls) -> Executor.Capability:
+    def get_capabilities(cls) -> Executor.Capability:
         if cls.unsupported_reason() is not None:
             return cls.Capability(0)
-        return cls.Capability.SYNC_JOBS | cls.Capability.ASYNC_JOBS
+        return (
+            cls.Capability.SYNC_JOBS
+            | cls.Capability.ASYNC_JOBS
+            | cls.Capability.COOPERATIVE_TIME_LIMITS
+        )
 
     @classmethod
     def unsupported_reason(cls) -> str | None:

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from chancy.errors import JobFailedError
+from chancy.errors import JobFailedError, JobTimeLimitError
 from chancy.executors._functions import FunctionCache
 from chancy.executors._reporter import Reporter
 from chancy.executors.base import ConcurrentExecutor, Executor
@@ -119,8 +119,12 @@ class ThreadedExecutor(ConcurrentExecutor):
         self._warned_memory_limit = False
 
     @classmethod
-    def supports(cls) -> Executor.Capability:
-        caps = cls.Capability.SYNC_JOBS | cls.Capability.ASYNC_JOBS
+    def get_capabilities(cls) -> Executor.Capability:
+        caps = (
+            cls.Capability.SYNC_JOBS
+            | cls.Capability.ASYNC_JOBS
+            | cls.Capability.COOPERATIVE_TIME_LIMITS
+        )
         if _CAN_INTERRUPT:
             caps |= cls.Capability.TIME_LIMIT | cls.Capability.CANCELLATION
         return caps
@@ -143,11 +147,13 @@ class ThreadedExecutor(ConcurrentExecutor):
                 self.queue.name,
                 type(self).__name__,
             )
+        limit = self.time_limit_for(job)
+        if limit is not None:
+            job = job.with_time_limit(limit)  # time_remaining() and checkpoint() work
         thread = self._idle.pop() if self._idle else self._start_thread()
         run = _Run(job, thread)
         self.jobs[job.id] = job
         self._runs[job.id] = run
-        limit = self.time_limit_for(job)
         if limit is not None:
             run.limit = limit
             run.deadline = self._loop.call_later(limit, self._on_deadline, run)
@@ -187,7 +193,7 @@ class ThreadedExecutor(ConcurrentExecutor):
     def _on_deadline(self, run: _Run) -> None:
         self._abandon(
             run,
-            JobFailedError(
+            JobTimeLimitError(
                 f"the job exceeded its time limit of {run.limit:g}s; its thread was interrupted"
             ),
         )

@@ -10,18 +10,6 @@ Each plugin is a module (or package) of its own, imported only when used:
 - ``chancy.plugins.reprioritize``: ``Reprioritize`` (waiting jobs gain priority by a rule);
 - ``chancy.plugins.sentry``: ``SentryPlugin`` (job exceptions reported to Sentry).
 
-Their SQL lives in ``chancy/plugins/sql/*.sql`` as named queries, read with
-:func:`plugin_queries`.
+Their SQL lives in ``chancy/plugins/sql/*.sql`` as named queries, run through
+``chancy.plugins.store`` (one function per query).
 """
-
-from __future__ import annotations
-
-import functools
-
-from chancy.store.loader import Queries
-
-
-@functools.cache
-def plugin_queries(prefix: str) -> Queries:
-    """The named queries of ``chancy/plugins/sql`` for one table prefix, loaded once."""
-    return Queries("chancy.plugins.sql", prefix)

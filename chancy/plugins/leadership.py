@@ -24,13 +24,8 @@ How it works (read this before changing it):
   leader-only write carries the leader's identity and term in its SQL and applies only while
   that lease is live in the database; the check share-locks the lease row, so no election can
   complete while such a write is in flight. :func:`lease_params` gives the parameters; the
-  fence in the ``.sql`` files reads::
-
-      AND (NOT %(fenced)s OR EXISTS (
-          SELECT 1 FROM {prefix}leader AS l
-          WHERE l.id = 1 AND l.worker_id = %(leader)s AND l.term = %(term)s::bigint
-            AND l.expires_at > now()
-          FOR SHARE))
+  ``.sql`` files write the fence as ``{leader_fence}``, a fragment defined once in
+  ``chancy/store/fragments/fragments.sql``.
 
 * **Followers** try to elect every ``poll_interval``, at once when the leader resigns
   (NOTIFY ``leadership.resigned``), and right when the holder's lease runs out (the election
@@ -55,11 +50,11 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from chancy import events
 from chancy.errors import ConfigurationError
 from chancy.plugin import Plugin, PluginScope
-from chancy.plugins import plugin_queries
+from chancy.plugins import store
 from chancy.runtime.service import Backoff, is_transient
-from chancy.store import Spec
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -71,7 +66,7 @@ log = logging.getLogger("chancy.leadership")
 IDENTIFIER = "chancy.leadership"
 
 #: The hub event (and NOTIFY event) a resigning leader sends.
-RESIGNED = "leadership.resigned"
+RESIGNED = events.LEADERSHIP_RESIGNED
 
 
 def lease_params(worker: Worker) -> dict[str, Any]:
@@ -91,9 +86,13 @@ def lease_params(worker: Worker) -> dict[str, Any]:
 
 def _fences(chancy: Chancy) -> bool:
     for plugin in chancy.plugins.values():
-        if getattr(plugin, "provides_leadership", False):
-            return bool(getattr(plugin, "fence_leader_writes", True))
-    return True
+        if plugin.provides_leadership:
+            return plugin.fence_leader_writes
+    # No leadership plugin: leader-only plugins run on every worker (as in Chancy 0.26).
+    # Nothing grants a lease to fence by; their statements lock what they change with SKIP
+    # LOCKED and record it in the same transaction, so each cron slot fires and each
+    # workflow step is queued once however many workers run them.
+    return False
 
 
 class Leadership(Plugin):
@@ -105,6 +104,11 @@ class Leadership(Plugin):
     :param trust_margin: how long before the lease expires the leader stops trusting it on its
         own clock (default ``min(5, timeout / 10)``), covering clock-rate differences and the
         time between a check and a write.
+    :param probe_interval: how often followers check the leader's session (its liveness
+        lock, see chancy.plugins.recovery).
+    :param session_grace: how long the leader's session may be gone before a follower takes
+        over: a killed leader is replaced within about ``session_grace + 2 * probe_interval``
+        (about 4 s by default) instead of at its lease's end.
     """
 
     provides_leadership = True
@@ -116,6 +120,8 @@ class Leadership(Plugin):
         timeout: float = 120,
         *,
         trust_margin: float | None = None,
+        probe_interval: float = 1.0,
+        session_grace: float = 2.0,
     ) -> None:
         super().__init__()
         for name, value in (("poll_interval", poll_interval), ("timeout", timeout)):
@@ -141,6 +147,13 @@ class Leadership(Plugin):
         self.poll_interval = float(poll_interval)
         self.timeout = float(timeout)
         self.trust_margin = float(margin)
+        for name, value in (("probe_interval", probe_interval), ("session_grace", session_grace)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(f"Leadership({name}={value!r}) must be seconds > 0")
+        #: Followers check the leader's session this often (see leader_probe).
+        self.probe_interval = float(probe_interval)
+        #: A leader whose session is gone this long is replaced, its lease notwithstanding.
+        self.session_grace = float(session_grace)
         self._leases: dict[Worker, _Lease] = {}
 
     @classmethod
@@ -180,6 +193,7 @@ class _Lease:
         self.trusted_until = 0.0
         self.next_renew = 0.0
         self.next_elect = 0.0
+        self.next_probe = 0.0
         self.resigned = False
         #: Set when the leader resigned: elect at once, even if an election is in flight.
         self._prompt = False
@@ -204,7 +218,7 @@ class _Lease:
         worker.is_leader.set()
         log.info("worker %s is now the leader (term %d)", worker.worker_id, term)
         worker.hub.emit(
-            "leadership.gained", {"worker_id": worker.worker_id, "term": term, "monotonic": at}
+            events.LEADERSHIP_GAINED, {"worker_id": worker.worker_id, "term": term, "monotonic": at}
         )
 
     def _trust(self, sent: float) -> None:
@@ -241,7 +255,7 @@ class _Lease:
             reason,
         )
         worker.hub.emit(
-            "leadership.lost",
+            events.LEADERSHIP_LOST,
             {"worker_id": worker.worker_id, "term": term, "reason": reason, "monotonic": at},
         )
 
@@ -294,6 +308,10 @@ class _Lease:
             elif now >= self.next_renew:
                 await self._renew()
                 return
+        if self.term is None and not self._prompt and now >= self.next_probe:
+            self.next_probe = now + self.plugin.probe_interval
+            if await self._probe():
+                self._prompt = True  # the leader's session is gone: take over now
         if self.term is None and (self._prompt or self._now() >= self.next_elect):
             self._prompt = False
             await self._elect()
@@ -301,7 +319,7 @@ class _Lease:
     def _next_wake(self) -> float:
         if self.term is not None:
             return min(self.next_renew, self.trusted_until)
-        return 0.0 if self._prompt else self.next_elect
+        return 0.0 if self._prompt else min(self.next_elect, self.next_probe)
 
     async def _sleep_until(self, when: float) -> None:
         delay = when - self._now()
@@ -316,14 +334,21 @@ class _Lease:
         self._wake.set()
 
     def _params(self) -> dict[str, Any]:
-        return {"worker_id": self.worker.worker_id, "timeout": self.plugin.timeout}
+        return {
+            "worker_id": self.worker.worker_id,
+            "timeout": self.plugin.timeout,
+            "liveness_key": self.worker.runtime.liveness_key,
+            "grace": self.plugin.session_grace,
+        }
+
+    async def _probe(self) -> bool:
+        """Whether the leader's session has been gone for the grace period (then: elect)."""
+        row = await self.chancy.db.run(store.leader_probe(self.chancy.prefix, self._params()))
+        return bool(row and row["takeover"])
 
     async def _elect(self) -> None:
-        q = plugin_queries(self.chancy.prefix)
         sent = self._now()
-        row: dict[str, Any] | None = await self.chancy._run(
-            Spec(q["leader_elect"], self._params(), "one")
-        )
+        row = await self.chancy.db.run(store.leader_elect(self.chancy.prefix, self._params()))
         poll = self.plugin.poll_interval
         term = row["term"] if row else None
         if term is not None:
@@ -347,11 +372,10 @@ class _Lease:
         self.next_elect = sent + wait
 
     async def _renew(self) -> None:
-        q = plugin_queries(self.chancy.prefix)
         term = self.term
         sent = self._now()
-        params = {**self._params(), "term": term}
-        row: dict[str, Any] | None = await self.chancy._run(Spec(q["leader_renew"], params, "one"))
+        params = {**self._params(), "term": term, "notify": self.chancy.notifications}
+        row = await self.chancy.db.run(store.leader_renew(self.chancy.prefix, params))
         if self.term is None or self.term != term:
             # The trust window closed while the renewal was in flight; the loop elects again.
             self.next_elect = 0.0
@@ -372,12 +396,11 @@ class _Lease:
         if self.resigned:
             return
         self.resigned = True
-        q = plugin_queries(self.chancy.prefix)
-        params = {"worker_id": self.worker.worker_id, "notify": self.chancy.notifications}
+        spec = store.leader_resign(
+            self.chancy.prefix, self.worker.worker_id, notify=self.chancy.notifications
+        )
         try:
-            row: dict[str, Any] | None = await self.chancy._run(
-                Spec(q["leader_resign"], params, "one")
-            )
+            row = await self.chancy.db.run(spec)
         except Exception as exc:
             log.warning(
                 "worker %s could not resign its lease (%s); a follower takes over when it expires",
@@ -422,7 +445,7 @@ class ImmediateLeadership(Plugin):
         worker.leader_term = None
         worker.is_leader.set()
         worker.hub.emit(
-            "leadership.gained",
+            events.LEADERSHIP_GAINED,
             {"worker_id": worker.worker_id, "term": None, "monotonic": _monotonic()},
         )
         try:
@@ -430,7 +453,7 @@ class ImmediateLeadership(Plugin):
         finally:
             worker.is_leader.clear()
             worker.hub.emit(
-                "leadership.lost",
+                events.LEADERSHIP_LOST,
                 {
                     "worker_id": worker.worker_id,
                     "term": None,

@@ -4,7 +4,10 @@ Only ``succeeded`` and ``failed`` jobs are ever deleted; pending, retrying and r
 are never touched, whatever the rule says. Each pass deletes at most ``maximum_to_prune``
 jobs, in batches of ``batch_size`` (oldest completion first, ``FOR UPDATE SKIP LOCKED``), so a
 large backlog never becomes one long transaction. Every batch is fenced by the leader's lease.
-After the jobs, each plugin's ``cleanup(chancy)`` runs (plugins without one are skipped).
+A plugin that needs some finished jobs kept declares it with ``prune_guard`` (the workflow
+plugin keeps the steps of running workflows); the pruner ANDs every guard into its delete and
+knows no plugin by name. After the jobs, each plugin's ``cleanup(chancy)`` runs (plugins
+without one are skipped).
 
 ::
 
@@ -16,16 +19,17 @@ Retention counts from ``completed_at`` (``JobRules.Age``).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, LiteralString
 
 from psycopg import sql
 
+from chancy import events
 from chancy.errors import ConfigurationError
 from chancy.plugin import Plugin, PluginScope
-from chancy.plugins import plugin_queries
+from chancy.plugins import store
 from chancy.plugins.leadership import lease_params
 from chancy.rule import JobRules, SQLAble, compile_rule_named
-from chancy.store.runner import dict_cursor
 from chancy.utils import timed_block
 
 if TYPE_CHECKING:
@@ -35,8 +39,6 @@ if TYPE_CHECKING:
     from chancy.worker import Worker
 
 log = logging.getLogger("chancy.pruner")
-
-_UNFENCED = {"leader": None, "term": None, "fenced": False}
 
 
 def _positive_int(owner: str, name: str, value: Any) -> int:
@@ -61,6 +63,7 @@ class Pruner(Plugin):
     """
 
     Rules = JobRules
+    calls_cleanup = True
 
     def __init__(
         self,
@@ -94,6 +97,10 @@ class Pruner(Plugin):
                     removed = await self.prune(chancy, cursor, lease=lease_params(worker))
             if removed:
                 log.info("pruned %d finished job(s) in %.2fs", removed, timer.elapsed)
+            async with pool.connection() as conn, conn.cursor() as cursor:
+                # Every pass is announced, as in Chancy 0.26 (hub and NOTIFY).
+                body = {"elapsed": timer.elapsed, "rows_removed": removed}
+                await chancy.notify(cursor, events.PRUNER_REMOVED, body)
             await self.cleanup_plugins(chancy)
             await self.sleep(self.poll_interval)
 
@@ -110,26 +117,27 @@ class Pruner(Plugin):
         fence from :func:`~chancy.plugins.leadership.lease_params`; without it (an operator
         calling this by hand) the deletes are not fenced.
         """
-        q = plugin_queries(chancy.prefix)
-        where, rule_params = compile_rule_named(self.rule, alias="j")
-        keep = (
-            sql.SQL(q["pruner_keep_workflow_steps"])
-            if "chancy.workflow" in chancy.plugins
-            else sql.SQL("")
-        )
-        query = sql.SQL(q["pruner_delete"]).format(where=where, keep=keep)
-        fence = lease if lease is not None else _UNFENCED
+        statement, rule_params = self.delete_statement(chancy.prefix, guards(chancy))
+        fence = lease if lease is not None else store.UNFENCED
         total = 0
-        async with dict_cursor(cursor) as cur:
-            while total < self.maximum_to_prune:
-                limit = min(self.batch_size, self.maximum_to_prune - total)
-                await cur.execute(query, {**rule_params, **fence, "limit": limit})
-                row = await cur.fetchone()
-                deleted = int(row["deleted"]) if row else 0
-                total += deleted
-                if deleted < limit:
-                    break
+        while total < self.maximum_to_prune:
+            limit = min(self.batch_size, self.maximum_to_prune - total)
+            spec = store.pruner_delete(statement, rule_params, fence, limit)
+            row = await chancy.db.run_ex(cursor, spec)
+            deleted = int(row["deleted"]) if row else 0
+            total += deleted
+            if deleted < limit:
+                break
         return total
+
+    def delete_statement(
+        self, prefix: str, guards: Sequence[LiteralString] = ()
+    ) -> tuple[sql.Composed, dict[str, Any]]:
+        """The statement that deletes one batch, with the rule's parameters (without the
+        fence and the batch ``limit``); ``guards`` are the installed plugins' (see
+        :func:`guards`)."""
+        where, rule_params = compile_rule_named(self.rule, alias="j")
+        return store.pruner_delete_statement(prefix, where, guards), rule_params
 
     @staticmethod
     async def cleanup_plugins(chancy: Chancy) -> dict[str, int]:
@@ -147,3 +155,13 @@ class Pruner(Plugin):
                 removed[identifier] = rows
                 log.info("plugin %s removed %d row(s)", identifier, rows)
         return removed
+
+
+def guards(chancy: Chancy) -> list[LiteralString]:
+    """The prune guards of the installed plugins (``Plugin.prune_guard``)."""
+    found = []
+    for plugin in chancy.plugins.values():
+        guard = plugin.prune_guard(chancy.prefix)
+        if guard is not None:
+            found.append(guard)
+    return found

@@ -9,6 +9,14 @@ matches nothing. The interruption does not use up one of the job's ``max_attempt
 (at-least-once holds even for ``max_attempts=1``), but it is counted in ``recoveries``; a job
 interrupted more than ``max_recoveries`` times (it is probably what kills its workers) ends
 ``failed`` with an error that says so, instead of looping forever.
+
+Session liveness makes that fast: every worker holds a session-level advisory lock, which
+PostgreSQL releases the moment the worker's session ends. Every ``probe_interval`` seconds
+the leader tries each live worker's lock (one cheap statement); a worker whose lock stays free
+for ``session_grace`` seconds (time to reconnect after a brief drop) is dead, and its jobs
+are recovered at once: within about ``session_grace + 2 * probe_interval`` of a SIGKILL
+(about 4 s by default). Heartbeats stay the fallback for what a session cannot show: a
+frozen process (SIGSTOP), a partition where TCP lingers, a pooler that hides sessions.
 """
 
 from __future__ import annotations
@@ -17,11 +25,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from chancy import events
 from chancy.errors import ConfigurationError
 from chancy.plugin import Plugin, PluginScope
-from chancy.plugins import plugin_queries
+from chancy.plugins import store
 from chancy.plugins.leadership import lease_params
-from chancy.store import Spec
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -39,6 +47,9 @@ class Recovery(Plugin):
     :param batch_size: jobs recovered per statement.
     :param forget_workers_after: heartbeat rows expired this many seconds ago are deleted
         (None keeps them).
+    :param probe_interval: seconds between checks of the workers' sessions (liveness locks).
+    :param session_grace: seconds a worker's session may be gone before its jobs are taken
+        back (a worker that reconnects within it keeps them).
     """
 
     provides_recovery = True
@@ -50,6 +61,8 @@ class Recovery(Plugin):
         *,
         batch_size: int = 1000,
         forget_workers_after: float | None = 3600,
+        probe_interval: float = 1.0,
+        session_grace: float = 2.0,
     ) -> None:
         super().__init__()
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float):
@@ -71,6 +84,11 @@ class Recovery(Plugin):
         self.max_recoveries = max_recoveries
         self.batch_size = batch_size
         self.forget_workers_after = forget_workers_after
+        for name, value in (("probe_interval", probe_interval), ("session_grace", session_grace)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(f"Recovery({name}={value!r}) must be seconds > 0")
+        self.probe_interval = float(probe_interval)
+        self.session_grace = float(session_grace)
 
     @classmethod
     def get_identifier(cls) -> str:
@@ -81,29 +99,57 @@ class Recovery(Plugin):
         return PluginScope.LEADER
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
+        loop = asyncio.get_running_loop()
+        next_pass = 0.0
         while True:
-            await self.recover(chancy, lease=lease_params(worker))
-            await self.sleep(self.poll_interval)
+            lease = lease_params(worker)
+            dead = await self.probe(chancy, lease=lease)
+            if dead or loop.time() >= next_pass:
+                started = loop.time()
+                recovered, failed = await self.recover(chancy, lease=lease)
+                next_pass = loop.time() + self.poll_interval
+                # Every pass is announced, as in Chancy 0.26 (hub and NOTIFY).
+                body = {"elapsed": loop.time() - started, "rows_recovered": recovered + failed}
+                pool = await chancy.open()
+                async with pool.connection() as conn, conn.cursor() as cursor:
+                    await chancy.notify(cursor, events.RECOVERY_RECOVERED, body)
+            await self.sleep(min(self.probe_interval, self.poll_interval))
 
-    async def recover(
-        self, chancy: Chancy, *, lease: dict[str, Any] | None = None
-    ) -> tuple[int, int]:
+    async def probe(self, chancy: Chancy, *, lease: dict[str, Any] | None = None) -> int:
+        """Check the workers' sessions; return how many have been gone past the grace."""
+        fence = lease if lease is not None else store.UNFENCED
+        spec = store.recovery_probe(chancy.prefix, fence, grace=self.session_grace)
+        row = await chancy.db.run(spec)
+        return int(row["dead"])
+
+    async def recover(self, *args: Any, lease: dict[str, Any] | None = None) -> Any:
         """One pass: recover every abandoned job in batches; return (recovered, failed).
 
-        ``lease`` is the fence from :func:`~chancy.plugins.leadership.lease_params`; None
-        (an operator calling this by hand) writes without one.
+        ``recover(chancy, lease=...)``: ``lease`` is the fence from
+        :func:`~chancy.plugins.leadership.lease_params`; None (an operator calling this by
+        hand) writes without one. Chancy 0.26's form ``recover(worker, chancy, cursor)`` is
+        accepted too (the worker's lease fences it) and returns the number of jobs handled.
         """
-        fence = lease if lease is not None else {"leader": None, "term": None, "fenced": False}
-        q = plugin_queries(chancy.prefix)
+        if len(args) == 3:
+            worker, chancy, _cursor = args
+            recovered, failed = await self._recover(chancy, lease_params(worker))
+            return recovered + failed
+        (chancy,) = args
+        return await self._recover(chancy, lease)
+
+    async def _recover(self, chancy: Chancy, lease: dict[str, Any] | None) -> tuple[int, int]:
+        fence = lease if lease is not None else store.UNFENCED
+        spec = store.recovery_recover(
+            chancy.prefix,
+            fence,
+            limit=self.batch_size,
+            max_recoveries=self.max_recoveries,
+            notify=chancy.notifications,
+            grace=self.session_grace,
+        )
         recovered = failed = 0
         while True:
-            params = {
-                **fence,
-                "limit": self.batch_size,
-                "max_recoveries": self.max_recoveries,
-                "notify": chancy.notifications,
-            }
-            row: dict[str, Any] = await chancy._run(Spec(q["recovery_recover"], params, "one"))
+            row = await chancy.db.run(spec)
             recovered += row["recovered"]
             failed_ids = list(row["failed_ids"] or ())
             failed += len(failed_ids)
@@ -121,6 +167,6 @@ class Recovery(Plugin):
         if recovered:
             log.warning("recovered %d job(s) from workers without a live heartbeat", recovered)
         if self.forget_workers_after is not None:
-            params = {**fence, "after": float(self.forget_workers_after)}
-            await chancy._run(Spec(q["recovery_forget_workers"], params, "one"))
+            after = float(self.forget_workers_after)
+            await chancy.db.run(store.recovery_forget_workers(chancy.prefix, fence, after=after))
         return recovered, failed

@@ -17,15 +17,12 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from psycopg import sql
-
 from chancy.errors import ConfigurationError
 from chancy.plugin import Plugin, PluginScope
-from chancy.plugins import plugin_queries
+from chancy.plugins import store
 from chancy.plugins.leadership import lease_params
 from chancy.plugins.pruner import _interval, _positive_int
 from chancy.rule import JobRules, SQLAble, compile_rule_named
-from chancy.store.runner import dict_cursor
 
 if TYPE_CHECKING:
     import psycopg
@@ -34,8 +31,6 @@ if TYPE_CHECKING:
     from chancy.worker import Worker
 
 log = logging.getLogger("chancy.reprioritize")
-
-_UNFENCED = {"leader": None, "term": None, "fenced": False}
 
 
 class Reprioritize(Plugin):
@@ -85,6 +80,12 @@ class Reprioritize(Plugin):
             if changed:
                 log.info("raised the priority of %d job(s) by %d", changed, self.priority_increase)
 
+    async def reprioritize_jobs(self, chancy: Chancy) -> int:
+        """One pass, unfenced, on a connection of its own (Chancy 0.26's entry point)."""
+        pool = await chancy.open()
+        async with pool.connection() as conn, conn.cursor() as cursor:
+            return await self.reprioritize(chancy, cursor)
+
     async def reprioritize(
         self,
         chancy: Chancy,
@@ -97,27 +98,23 @@ class Reprioritize(Plugin):
         ``lease`` is the fence from :func:`~chancy.plugins.leadership.lease_params`; without
         it (an operator calling this by hand) the updates are not fenced.
         """
-        q = plugin_queries(chancy.prefix)
         where, rule_params = compile_rule_named(self.rule, alias="j")
-        query = sql.SQL(q["reprioritize_bump"]).format(where=where)
-        fence = lease if lease is not None else _UNFENCED
+        statement = store.reprioritize_statement(chancy.prefix, where)
+        fence = lease if lease is not None else store.UNFENCED
         after: uuid.UUID | None = None
         total = 0
-        async with dict_cursor(cursor) as cur:
-            while True:
-                params = {
-                    **rule_params,
-                    **fence,
-                    "after": after,
-                    "limit": self.batch_size,
-                    "increase": self.priority_increase,
-                }
-                await cur.execute(query, params)
-                row = await cur.fetchone()
-                if row is None:
-                    break
-                total += int(row["bumped"])
-                if row["picked"] < self.batch_size or row["last_id"] is None:
-                    break
-                after = row["last_id"]
+        while True:
+            params = {
+                **rule_params,
+                "after": after,
+                "limit": self.batch_size,
+                "increase": self.priority_increase,
+            }
+            row = await chancy.db.run_ex(cursor, store.reprioritize_bump(statement, params, fence))
+            if row is None:
+                break
+            total += int(row["bumped"])
+            if row["picked"] < self.batch_size or row["last_id"] is None:
+                break
+            after = row["last_id"]
         return total

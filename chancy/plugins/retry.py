@@ -28,14 +28,16 @@ and ``Snooze`` is left alone. The number of attempts is the job's ``max_attempts
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import random
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chancy.errors import JobControl
-from chancy.executors.base import Delayed
 from chancy.job import QueuedJob
+from chancy.outcome import Delayed
 from chancy.plugin import Plugin
 
 if TYPE_CHECKING:
@@ -167,8 +169,30 @@ class RetryPlugin(Plugin):
             # Retry(delay) and Snooze(delay) carry the delay the job asked for.
             return job
         try:
-            delay = self.calculate_delay(job)
+            if _overrides_next_run(type(self)):
+                # A subclass written for Chancy 0.26 picks an absolute time on its own clock.
+                when = self.calculate_next_run(job, retry_settings(job))
+                delay = max(0.0, (when - datetime.now(UTC)).total_seconds())
+            else:
+                delay = self.calculate_delay(job)
         except Exception:
             log.exception("job %s: could not compute a retry delay; retrying at once", job.id)
             return job
         return Delayed(job, delay)
+
+    @classmethod
+    def calculate_next_run(cls, job: QueuedJob, retry_settings: dict[str, Any]) -> datetime:
+        """When to run ``job`` next (Chancy 0.26's hook): ``calculate_delay`` from now.
+
+        Overriding it still works; chancy's own schedule is relative to the database's
+        ``now()``, and an override's absolute time is turned into a delay from the worker's
+        clock.
+        """
+        return datetime.now(UTC) + timedelta(seconds=cls.calculate_delay(job, retry_settings))
+
+
+def _overrides_next_run(cls: type) -> bool:
+    """Whether ``cls`` replaced Chancy 0.26's ``calculate_next_run`` hook."""
+    return inspect.getattr_static(cls, "calculate_next_run") is not inspect.getattr_static(
+        RetryPlugin, "calculate_next_run"
+    )

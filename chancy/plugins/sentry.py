@@ -38,7 +38,7 @@ class SentryPlugin(Plugin):
 
     @classmethod
     def get_identifier(cls) -> str:
-        return "chancy.sentry"
+        return "chancy.sentry_plugin"  # Chancy 0.26's identifier
 
     async def on_job_completed(
         self, *, worker: Worker, job: QueuedJob, exc: BaseException | None, result: Any

@@ -15,21 +15,21 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from chancy import events
 from chancy.runtime.service import Backoff, is_transient
+from chancy.version import VERSION
 
 if TYPE_CHECKING:
-    from chancy.worker import Worker
+    from chancy.runtime.context import Runtime
 
 log = logging.getLogger("chancy.heartbeat")
-
-VERSION = "0.1.0"
 
 
 class Heartbeat:
     """Renews the worker's row every ``interval`` seconds; tracks whether it is still alive."""
 
-    def __init__(self, worker: Worker, *, interval: float, timeout: float) -> None:
-        self.worker = worker
+    def __init__(self, runtime: Runtime, *, interval: float, timeout: float) -> None:
+        self.runtime = runtime
         self.interval = interval
         self.timeout = timeout
         #: Monotonic time of the last successful renewal.
@@ -49,24 +49,27 @@ class Heartbeat:
 
     async def beat(self) -> None:
         sent = time.monotonic()
-        chancy = self.worker.chancy
-        await chancy._run(
+        runtime = self.runtime
+        chancy = runtime.chancy
+        await chancy.db.run(
             chancy.store.worker_heartbeat(
-                self.worker.worker_id,
-                tags=sorted(self.worker.worker_tags()),
-                queues=sorted(self.worker.executors),
+                runtime.worker_id,
+                tags=sorted(runtime.worker.worker_tags()),
+                queues=sorted(runtime.queues.executors),
                 timeout=self.timeout,
                 hostname=self.hostname,
                 pid=os.getpid(),
                 version=VERSION,
                 first=self.last_ok is None,
+                liveness_key=runtime.liveness_key,
+                notify=chancy.notifications,
             )
         )
         # Count from when the request was sent: the lease started no earlier than that.
         self.last_ok = sent
         if not self.alive.is_set():
             self.alive.set()
-            self.worker.hub.emit("worker.heartbeat.restored", {})
+            runtime.hub.emit(events.WORKER_HEARTBEAT_RESTORED, {})
 
     async def run(self) -> None:
         backoff = Backoff(0.1, max(1.0, self.interval / 4))
@@ -93,7 +96,7 @@ class Heartbeat:
                         time.monotonic() - (self.last_ok or 0),
                         self.timeout,
                     )
-                    self.worker.on_liveness_lost()
+                    self.runtime.liveness_lost()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -2,7 +2,13 @@
 
 Notifications are hints that make things fast (a pushed job starts at once, a waiter wakes at
 once); polling keeps everything correct while the connection is down. The connection is
-checked when idle, so a silently dead link is noticed, and reconnects with jittered backoff.
+checked when idle, so a silently dead link is noticed, and reconnects with full-jitter backoff
+(chancy.backoff), for as long as it takes.
+
+The same session holds each worker's liveness lock (a session-level advisory lock, see
+``hold``): PostgreSQL releases it the moment the session ends, which is how the leader learns
+in seconds that a worker died. After a reconnect every held lock is taken again (retried
+while the server still attributes it to the dead session), and its owner is told.
 """
 
 from __future__ import annotations
@@ -11,19 +17,25 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
+import time
 from collections.abc import Callable
 from typing import Any, LiteralString
 
 import psycopg
 
+from chancy import events
+from chancy.backoff import RECONNECT_INITIAL, RECONNECT_MAX, Backoff
+
 log = logging.getLogger("chancy.notifier")
 
 Listener = Callable[[dict[str, Any]], None]
 
+#: How long one wait for notifications lasts before the loop looks at wanted locks again.
+_TURN = 0.25
+
 #: Events the notifier itself emits to its listeners.
-CONNECTED = "notifier.connected"
-DISCONNECTED = "notifier.disconnected"
+CONNECTED = events.NOTIFIER_CONNECTED
+DISCONNECTED = events.NOTIFIER_DISCONNECTED
 
 
 class Notifier:
@@ -38,7 +50,10 @@ class Notifier:
         ping_query: LiteralString,
         connect_timeout: float = 10,
         idle_check: float = 15,
-        backoff_max: float = 5,
+        backoff_initial: float = RECONNECT_INITIAL,
+        backoff_max: float = RECONNECT_MAX,
+        lock_query: LiteralString | None = None,
+        unlock_query: LiteralString | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.channel = channel
@@ -46,10 +61,19 @@ class Notifier:
         self.ping_query = ping_query
         self.connect_timeout = connect_timeout
         self.idle_check = idle_check
+        self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.connected = asyncio.Event()
+        self.lock_query = lock_query
+        self.unlock_query = unlock_query
+        #: Liveness locks wanted: key -> called with True each time it is (re)taken.
+        self._locks: dict[int, Callable[[bool], None]] = {}
+        self._locked: set[int] = set()
+        self._unlocks: set[int] = set()
+        self._lock_changed = asyncio.Event()
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
+        self._ever_locked: set[int] = set()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._users = 0
 
@@ -62,6 +86,60 @@ class Notifier:
                 self._listeners.remove(listener)
 
         return unsubscribe
+
+    async def hold(
+        self, key: int, on_locked: Callable[[bool], None], *, timeout: float = 5
+    ) -> bool:
+        """Hold the session-level advisory lock ``key`` for as long as this session lives.
+
+        ``on_locked(again)`` is called each time it is taken (``again`` after a reconnect).
+        Returns whether it was taken within ``timeout`` (it keeps being tried after that).
+        """
+        if self.lock_query is None:
+            return False
+        self._locks[key] = on_locked
+        self._unlocks.discard(key)
+        self._lock_changed.set()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while key not in self._locked:
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    def release_lock(self, key: int) -> None:
+        """Stop holding ``key`` (unlocked on the session soon, or by its end)."""
+        if self._locks.pop(key, None) is not None:
+            self._unlocks.add(key)
+            self._lock_changed.set()
+
+    def holds(self, key: int) -> bool:
+        return key in self._locked
+
+    async def _sync_locks(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._lock_changed.clear()
+        for key in list(self._unlocks):
+            self._unlocks.discard(key)
+            if key in self._locked and self.unlock_query is not None:
+                await conn.execute(self.unlock_query, {"key": key})
+                self._locked.discard(key)
+        for key, on_locked in list(self._locks.items()):
+            if key in self._locked:
+                continue
+            cur = await conn.execute(self.lock_query or "", {"key": key})
+            row = await cur.fetchone()
+            if row and row[0]:
+                again = key in self._ever_locked
+                self._locked.add(key)
+                self._ever_locked.add(key)
+                try:
+                    on_locked(again)
+                except Exception:
+                    log.exception("liveness lock callback %r failed", on_locked)
+            else:
+                # Still held by our previous (dead) session, which the server has not
+                # noticed yet: try again on the next turn of the loop.
+                self._lock_changed.set()
 
     @property
     def running(self) -> bool:
@@ -105,7 +183,7 @@ class Notifier:
                 log.exception("notification listener %r failed", listener)
 
     async def _run(self) -> None:
-        delay = 0.05
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -114,19 +192,24 @@ class Notifier:
                     connect_timeout=max(1, int(self.connect_timeout)),
                 )
             except (psycopg.Error, OSError) as exc:
-                log.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(self.backoff_max, delay * 2)
+                delay = backoff.next()
+                log.warning("LISTEN connection failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
                 continue
             self._conn = conn
             try:
                 await conn.execute(self.listen_query)
-                delay = 0.05
+                await self._sync_locks(conn)
+                backoff.reset()
                 self.connected.set()
                 self._dispatch({"t": CONNECTED})
+                quiet_since = time.monotonic()
                 while True:
+                    if self._lock_changed.is_set():
+                        await self._sync_locks(conn)
                     got = False
-                    async for note in conn.notifies(timeout=self.idle_check):
+                    # Short turns, so that a lock wanted meanwhile is taken within moments.
+                    async for note in conn.notifies(timeout=_TURN):
                         got = True
                         try:
                             payload = json.loads(note.payload)
@@ -135,9 +218,13 @@ class Notifier:
                             continue
                         if isinstance(payload, dict):
                             self._dispatch(payload)
-                    if not got:
+                    now = time.monotonic()
+                    if got:
+                        quiet_since = now
+                    elif now - quiet_since >= self.idle_check:
                         # Idle: make sure the link is still alive.
                         await conn.execute(self.ping_query)
+                        quiet_since = now
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await conn.close()
@@ -146,10 +233,12 @@ class Notifier:
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
             finally:
                 self._conn = None
+                self._locked.clear()  # the session's locks ended with it
+                if self._locks:
+                    self._lock_changed.set()
                 if self.connected.is_set():
                     self.connected.clear()
                     self._dispatch({"t": DISCONNECTED})
             with contextlib.suppress(Exception):
                 await conn.close()
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(self.backoff_max, delay * 2)
+            await asyncio.sleep(backoff.next())

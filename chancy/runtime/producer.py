@@ -23,23 +23,68 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+from psycopg.rows import dict_row
+
+from chancy import events
 from chancy.executors.base import Executor
 from chancy.queue import Queue
-from chancy.runtime.notifier import CONNECTED
+from chancy.store import run
+from chancy.store.runner import run_pipelined_transaction
+from chancy.store.store import Claim
 
 if TYPE_CHECKING:
+    from chancy.app import Chancy
     from chancy.hub import Event
-    from chancy.store.store import Claim
-    from chancy.worker import Worker
+    from chancy.runtime.context import Runtime
 
 log = logging.getLogger("chancy.producer")
+
+
+async def fetch_claim(
+    chancy: Chancy, worker_id: str, queue: Queue, conn: Any, *, up_to: int = 1
+) -> Claim:
+    """Claim up to ``up_to`` jobs of ``queue`` on ``conn`` for ``worker_id``.
+
+    A queue without limits claims with one statement in autocommit (``job_fetch``). A limited
+    claim takes two round trips: BEGIN, the claim's planner settings (``claim_settings``), the
+    queue's claim lock (see limits.sql) and the claim go as one pipeline batch, COMMIT once
+    the claimed rows have arrived (``run_pipelined_transaction``). Jobs the claim failed as
+    expired are announced after it commits.
+    """
+    store = chancy.store
+    before, last = store.claim_parts(queue, up_to, worker_id)
+    if before:
+        claim = await run_pipelined_transaction(
+            conn, store.tx_begin(), before, last, store.tx_commit()
+        )
+    else:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            claim = await run(cur, last)
+    if claim.expired:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await _announce_expired(chancy, cur, claim)
+    return claim
+
+
+async def _announce_expired(chancy: Chancy, cur: Any, claim: Claim) -> None:
+    """Jobs the claim failed as expired are finished: tell waiters (job.finished), right after
+    the claim commits. Rare, so one statement only when it happens."""
+    if claim.expired and chancy.notifications:
+        ids = [str(job_id) for job_id, _ in claim.expired]
+        await run(
+            cur,
+            chancy.store.notify_many(
+                (events.JOB_FINISHED, {"ids": ids[i : i + 150]}) for i in range(0, len(ids), 150)
+            ),
+        )
 
 
 class Producer:
     """Feeds one queue's executor from the database."""
 
-    def __init__(self, worker: Worker, queue: Queue, executor: Executor) -> None:
-        self.worker = worker
+    def __init__(self, runtime: Runtime, queue: Queue, executor: Executor) -> None:
+        self.runtime = runtime
         self._queue = queue
         self.executor = executor
         self._wake = asyncio.Event()
@@ -50,6 +95,8 @@ class Producer:
         self._held: Claim | None = None
         #: Ids of jobs seen finishing while a claim was in flight (None: not collecting).
         self._finished_during_claim: set[str] | None = None
+        #: The server session of a claim whose connection was lost (see _fetch).
+        self._lost_claim: int | None = None
 
     @property
     def queue(self) -> Queue:
@@ -115,22 +162,22 @@ class Producer:
         self._wake.set()
 
     async def run(self) -> None:
-        hub = self.worker.hub
-        hub.on("job.finished", self._on_job_finished)
-        hub.on(CONNECTED, self._on_connected)
+        hub = self.runtime.hub
+        hub.on(events.JOB_FINISHED, self._on_job_finished)
+        hub.on(events.NOTIFIER_CONNECTED, self._on_connected)
         try:
             await self._run()
         finally:
-            hub.remove("job.finished", self._on_job_finished)
-            hub.remove(CONNECTED, self._on_connected)
+            hub.remove(events.JOB_FINISHED, self._on_job_finished)
+            hub.remove(events.NOTIFIER_CONNECTED, self._on_connected)
 
     async def _run(self) -> None:
-        worker = self.worker
+        runtime = self.runtime
         while not self._draining:
             free = self.executor.free_slots
             claimable = (
                 self.queue.state == Queue.State.ACTIVE
-                and worker.can_claim()
+                and runtime.can_claim()
                 and free > 0
                 and (
                     free >= self.threshold
@@ -145,16 +192,24 @@ class Producer:
                 claim = await self._claim(free)
                 jobs = claim.jobs
                 self.claimed += len(jobs)
-                self._backlog = len(jobs) >= free or claim.held
-                for job in jobs:
-                    await self.executor.push(job)
+                # Expired jobs took places in the claim: more may wait behind them.
+                self._backlog = len(jobs) + len(claim.expired) >= free or claim.held
+                if claim.expired:
+                    runtime.hub.emit(
+                        events.JOBS_EXPIRED, {"queue": self.queue.name, "jobs": claim.expired}
+                    )
+                if jobs:
+                    for job in await runtime.claimed(jobs):
+                        await self.executor.push(job)
                 if self._held is not None:
                     if claim.more and jobs:
                         continue  # room is left and a key had more to offer: claim again
                     if claim.retry_in is not None:
                         timeout = min(timeout, claim.retry_in)
                 elif self._backlog:
-                    worker.hub.emit("worker.queue.full", {"queue": self.queue.name})
+                    runtime.hub.emit(
+                        events.WORKER_QUEUE_FULL, {"queue": self.queue, "name": self.queue.name}
+                    )
                     if self.executor.free_slots >= self.threshold:
                         continue  # room again already (fast jobs): claim at once
             if self._draining:
@@ -166,10 +221,10 @@ class Producer:
         """Claim up to ``free`` jobs; remember what held the rest back, if the limits did."""
         if not self.queue.has_limits:
             self._held = None
-            return await self.worker.claim(self.queue, free)
+            return await self._fetch(free)
         self._finished_during_claim = set()
         try:
-            claim = await self.worker.claim(self.queue, free)
+            claim = await self._fetch(free)
         finally:
             seen, self._finished_during_claim = self._finished_during_claim, None
         held = claim.held and len(claim.jobs) < free
@@ -178,3 +233,46 @@ class Producer:
             # One of the jobs the claim saw running finished while it was in flight.
             self._wake.set()
         return claim
+
+    async def _fetch(self, up_to: int) -> Claim:
+        runtime = self.runtime
+        if self._lost_claim is not None:
+            await self._give_back_unseen(self._lost_claim)
+        pool = await runtime.chancy.open()
+        async with pool.connection() as conn:
+            session = conn.info.backend_pid
+            try:
+                return await fetch_claim(
+                    runtime.chancy, runtime.worker_id, self.queue, conn, up_to=up_to
+                )
+            except psycopg.OperationalError:
+                # A claim in autocommit may have committed with its rows lost on the way:
+                # its jobs would stay running under this worker, unseen. (A limited claim
+                # commits only once its rows are read.)
+                if not self.queue.has_limits:
+                    self._lost_claim = session
+                raise
+
+    async def _give_back_unseen(self, session: int) -> None:
+        """Give back what a lost claim took, once its server session is no longer busy (until
+        then it may still commit; the next claim looks again)."""
+        chancy, store = self.runtime.chancy, self.runtime.chancy.store
+        if await chancy.db.run(store.job_claim_session_busy(session)):
+            return
+        given = await chancy.db.run(
+            store.job_give_back_unseen(
+                self.queue.name, self.runtime.worker_id, self.runtime.held_ids()
+            )
+        )
+        self._lost_claim = None
+        if given:
+            log.warning(
+                "gave back %d job(s) of queue %r claimed by a statement whose connection was"
+                " lost before its rows arrived: %s",
+                len(given),
+                self.queue.name,
+                ", ".join(map(str, given[:20])),
+            )
+
+
+__all__ = ["Producer", "fetch_claim"]

@@ -1,21 +1,24 @@
 """Supervision of long-running services: retry transient database errors, stop on repeats.
 
 A service that loses its connection (server restarting, network cut) retries with capped,
-jittered backoff for as long as that lasts. A service that crashes on anything else is
-restarted a few times; past ``max_crashes`` in ``window`` seconds the worker stops loudly
-rather than limping on.
+full-jitter backoff (chancy.backoff) for as long as that lasts, never giving up. A service
+that crashes on anything else is restarted a few times; past ``max_crashes`` in ``window``
+seconds the worker stops loudly rather than limping on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
 import psycopg_pool
+
+from chancy.backoff import Backoff
+
+__all__ = ["TRANSIENT", "Backoff", "is_transient", "supervise"]
 
 log = logging.getLogger("chancy.worker")
 
@@ -34,23 +37,6 @@ TRANSIENT = (
 
 def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT)
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter."""
-
-    def __init__(self, initial: float = 0.05, maximum: float = 5.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.current = initial
-
-    def reset(self) -> None:
-        self.current = self.initial
-
-    def next(self) -> float:
-        value = self.current * (0.5 + random.random() / 2)
-        self.current = min(self.maximum, self.current * 2)
-        return value
 
 
 async def supervise(

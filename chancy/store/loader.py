@@ -3,6 +3,11 @@
 A file holds blocks introduced by ``-- name: query_name``; everything up to the next such line
 is that query. ``{prefix}`` in the text becomes the installation's prefix (validated to letters,
 digits and ``_``, so substitution cannot inject SQL). Values are always bound parameters.
+
+A name in braces that ``chancy/store/fragments/fragments.sql`` defines (``{leader_fence}``,
+the predicate every leader-only write carries) becomes that fragment's text.
+
+Every package's queries are read through :func:`queries`, the one cached loader.
 """
 
 from __future__ import annotations
@@ -54,8 +59,30 @@ def _raw(package: str) -> dict[str, str]:
     return queries
 
 
+@functools.cache
+def _fragments() -> dict[str, str]:
+    """The fragments by ``{name}``, each with the fragments it uses already expanded."""
+    raw = {"{" + name + "}": body for name, body in _raw("chancy.store.fragments").items()}
+    expanded: dict[str, str] = {}
+
+    def expand(name: str, seen: tuple[str, ...]) -> str:
+        if name in seen:
+            raise ValueError(f"fragment {name} includes itself: {' -> '.join(seen)}")
+        if name not in expanded:
+            body = raw[name]
+            for inner in raw:
+                if inner in body:
+                    body = body.replace(inner, expand(inner, (*seen, name)))
+            expanded[name] = body
+        return expanded[name]
+
+    return {name: expand(name, ()) for name in raw}
+
+
 def fill(text: str, prefix: str) -> LiteralString:
-    """Put the (checked) prefix into a query's text."""
+    """Expand the shared fragments and put the (checked) prefix into a query's text."""
+    for name, body in _fragments().items():
+        text = text.replace(name, body)
     return cast(LiteralString, text.replace("{prefix}", check_prefix(prefix)))
 
 
@@ -74,3 +101,10 @@ class Queries:
 
     def names(self) -> list[str]:
         return sorted(self._q)
+
+
+@functools.cache
+def queries(package: str, prefix: str) -> Queries:
+    """The named queries of ``package`` (a folder of ``.sql`` files) for one prefix, loaded
+    once per process."""
+    return Queries(package, prefix)

@@ -8,11 +8,13 @@ facade over the same SQL rather than a twin of it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Generic, Literal, LiteralString, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 T = TypeVar("T")
@@ -22,9 +24,13 @@ Fetch = Literal["none", "one", "all", "rowcount", "copy"]
 
 @dataclasses.dataclass(slots=True)
 class Spec(Generic[T]):
-    """One statement: its text, parameters and how to turn the result into a value."""
+    """One statement: its text, parameters and how to turn the result into a value.
 
-    query: LiteralString
+    ``query`` is a named query's text, or a statement composed with ``psycopg.sql`` from one
+    (a rule's fragment filled into its placeholder).
+    """
+
+    query: LiteralString | sql.SQL | sql.Composed
     params: Sequence[Any] | dict[str, Any] | None = None
     fetch: Fetch = "none"
     decode: Callable[[Any], T] | None = None
@@ -96,6 +102,48 @@ async def run(cur: psycopg.AsyncCursor[Any], work: Spec[T] | Plan[T]) -> T:
             spec = work.send(await run_spec(cur, spec))
     except StopIteration as stop:
         return stop.value
+
+
+async def run_pipelined_transaction(
+    conn: psycopg.AsyncConnection[Any],
+    begin: Spec[Any],
+    before: Sequence[Spec[Any]],
+    last: Spec[T],
+    commit: Spec[Any],
+) -> T:
+    """Run ``before`` and ``last`` in one transaction in two round trips; return ``last``'s value.
+
+    BEGIN, the statements of ``before`` (which need no result: settings, locks) and ``last``
+    go to the server in one pipeline batch; COMMIT goes in a second one, once ``last``'s rows
+    have arrived. Committing only after the rows are read keeps a claim whole: if the
+    connection is lost before they arrive, the transaction never commits, and no job is left
+    running under a claim its worker never saw. On an autocommit connection. If a statement
+    fails, the server skips the rest of the batch and the transaction is rolled back here
+    before the error is raised, so the connection goes back to its pool idle.
+    """
+    try:
+        async with (
+            conn.pipeline() as pipeline,
+            conn.cursor(row_factory=dict_row) as cur,
+            conn.cursor(row_factory=dict_row) as out,
+        ):
+            await cur.execute(begin.query, begin.params)
+            for spec in before:
+                await cur.execute(spec.query, spec.params)
+            await out.execute(last.query, last.params)
+            await pipeline.sync()
+            if last.fetch == "one":
+                value: Any = await out.fetchone()
+            elif last.fetch == "all":
+                value = await out.fetchall()
+            else:
+                value = out.rowcount if last.fetch == "rowcount" else None
+            await cur.execute(commit.query, commit.params)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await conn.rollback()
+        raise
+    return _finish(last, value)
 
 
 def run_sync(cur: psycopg.Cursor[Any], work: Spec[T] | Plan[T]) -> T:

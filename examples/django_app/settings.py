@@ -32,7 +32,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_tasks",
-    "chancy.contrib.django",  # admin pages over chancy's tables
+    # Chancy 0.26's apps: admin pages and models over chancy's tables.
+    "chancy.contrib.django",
+    "chancy.plugins.cron.django",
+    "chancy.plugins.workflow.django",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

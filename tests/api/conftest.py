@@ -44,14 +44,32 @@ async def app(dsn: str, prefix: str) -> AsyncIterator[Chancy]:
         yield chancy
 
 
+#: Dashboards built by make_asgi, closed after each test (each has its own connection pool).
+_BUILT: list[Any] = []
+
+
 def make_asgi(chancy: Chancy, **options: Any) -> Any:
+    """The dashboard app with the test users; its pool is closed when the test ends."""
     options.setdefault("cache_ttl", 0)
-    return build_starlette_app(
-        chancy,
-        authentication_backend=SimpleAuthBackend(USERS, read_only=["viewer"]),
-        secret_key=SECRET,
-        **options,
-    )
+    options.setdefault("authentication_backend", SimpleAuthBackend(USERS, read_only=["viewer"]))
+    asgi = build_starlette_app(chancy, secret_key=SECRET, **options)
+    _BUILT.append(asgi)
+    return asgi
+
+
+async def close_dashboards() -> None:
+    """Close the pools of the dashboards built so far."""
+    while _BUILT:
+        dashboard = getattr(_BUILT.pop().state, "dashboard", None)
+        close = getattr(dashboard, "close", None)
+        if close is not None:
+            await close()
+
+
+@pytest.fixture(autouse=True)
+async def _close_dashboards() -> AsyncIterator[None]:
+    yield
+    await close_dashboards()
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, LiteralString, cast
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from chancy import Chancy, Job, Queue, Worker
 from chancy.errors import ConfigurationError
 from chancy.plugins.metrics import Metrics
+from chancy.store import Spec
 from tests.api.conftest import SECRET, login, make_asgi
 from tests.conftest import eventually
 
@@ -110,7 +112,7 @@ async def test_login_rejects_wrong_passwords_and_rate_limits(client: Any) -> Non
     response = await client.post("/api/v1/login", json=bad)
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) > 0
-    # Even the right password waits: the limit is per client and per user.
+    # Even the right password waits here: the limit is per (address, username) pair.
     right = {"username": "admin", "password": "admin-password"}
     assert (await client.post("/api/v1/login", json=right)).status_code == 429
 
@@ -157,7 +159,7 @@ async def test_configuration_and_system(client: Any, admin: dict[str, str], app:
     system = (await client.get("/api/v1/system", headers=admin)).json()
     assert "PostgreSQL" in system["server"]["server_version"]
     assert system["schema_versions"]["chancy"] >= 9
-    assert system["schema_versions"]["metrics"] == 4
+    assert system["schema_versions"]["metrics"] == 5
 
 
 async def test_workers_show_the_leader(
@@ -356,6 +358,19 @@ async def test_jobs_list_filters(client: Any, admin: dict[str, str], app: Chancy
     assert await ids(f"filter={injection}") == set()
     job = (await client.get("/api/v1/jobs?state=failed", headers=admin)).json()["jobs"][0]
     assert job["cancelled"] is True and job["error_count"] == 1
+    # Expired jobs (failed by a claim past their deadline) and deadlines are filterable.
+    expired = str(
+        await app.push(Job(func=NOOP, queue="x", deadline=datetime.now(UTC) + timedelta(hours=1)))
+    )
+    update = f"UPDATE {app.prefix}jobs SET deadline = now() - interval '1s' WHERE id = %(id)s"
+    await app.db.run(Spec(cast(LiteralString, update), {"id": expired}))
+    assert [j.id for j in await app.db.run(app.store.job_fetch("x", 5, "w"))] == []
+    assert await ids(quote('filter={"field": "expired", "op": "==", "value": true}', "=&")) == {
+        expired
+    }
+    soon = quote(datetime.now(UTC).isoformat())
+    deadline_rule = f'filter={{"field": "deadline", "op": "<", "value": "{soon}"}}'
+    assert await ids(quote(deadline_rule, "=&%")) == {expired}
 
 
 async def test_jobs_pagination_walks_every_job_once(
@@ -466,6 +481,16 @@ async def test_bulk_actions_by_ids(client: Any, admin: dict[str, str], app: Chan
     } or (set(done.json()["cancelled"]) == set(pending))
     again = await client.post("/api/v1/jobs/cancel", headers=admin, json={"ids": pending})
     assert again.json()["cancelled"] == []
+    # A reason is stored with who cancelled (the dashboard user) and shown on the job.
+    [why] = await push(app, 1)
+    bad = await client.post("/api/v1/jobs/cancel", headers=admin, json={"ids": [why], "reason": 5})
+    assert bad.status_code == 400 and "reason must be a string" in bad.json()["error"]
+    with_reason = {"ids": [why], "reason": "duplicate order"}
+    done = await client.post("/api/v1/jobs/cancel", headers=admin, json=with_reason)
+    assert done.json()["cancelled"] == [why]
+    shown = (await client.get(f"/api/v1/jobs/{why}", headers=admin)).json()["job"]
+    assert shown["cancel_reason"] == "duplicate order"
+    assert shown["cancelled_by"].endswith("(dashboard)")
     retried = await client.post("/api/v1/jobs/retry", headers=admin, json={"ids": pending})
     assert set(retried.json()["retried"]) == set(pending)
     assert {j.state for j in await app.get_jobs(pending)} == {"retrying"}
@@ -703,14 +728,38 @@ async def test_workflows(client: Any, admin: dict[str, str], app: Chancy) -> Non
         assert (await client.get(path, headers=admin)).status_code == status, path
 
 
-async def test_crons_and_workflows_without_their_plugins(
-    dsn: str, prefix: str, client_for: Any
+async def test_plugin_routes_and_pages_exist_only_with_their_plugins(
+    dsn: str, prefix: str, client_for: Any, app: Chancy
 ) -> None:
     from chancy.plugins.leadership import ImmediateLeadership
 
+    plugin_routes = [
+        "/api/v1/crons",
+        "/api/v1/workflows",
+        "/api/v1/metrics",
+        "/api/v1/metrics/jobs.succeeded",
+        "/api/v1/triggers",
+    ]
+    # With Metrics, Cron and the WorkflowPlugin (the fixture's app): their pages and routes.
+    async with client_for(make_asgi(app)) as client:
+        headers = await login(client)
+        config = (await client.get("/api/v1/configuration", headers=headers)).json()
+        assert config["pages"] == ["cron", "metrics", "workflow"]
+        assert config["features"] == {
+            "metrics": True,
+            "cron": True,
+            "workflows": True,
+            "triggers": False,
+            "batches": False,
+        }
+        assert config["resolutions"] == ["1min", "5min", "1hour", "1day"]
+        for path in plugin_routes[:-1]:
+            assert (await client.get(path, headers=headers)).status_code == 200, path
+        assert (await client.get("/api/v1/triggers", headers=headers)).status_code == 404
+
     bare = Chancy(
         dsn,
-        prefix=prefix,
+        prefix=prefix + "b",
         plugins=[ImmediateLeadership()],
         no_default_plugins=True,
         max_connection_pool_size=2,
@@ -721,16 +770,25 @@ async def test_crons_and_workflows_without_their_plugins(
             async with client_for(make_asgi(bare)) as client:
                 headers = await login(client)
                 config = (await client.get("/api/v1/configuration", headers=headers)).json()
-                assert config["features"] == {"metrics": False, "cron": False, "workflows": False}
-                for path in ("/api/v1/crons", "/api/v1/workflows"):
+                assert config["pages"] == []
+                assert config["features"] == {
+                    "metrics": False,
+                    "cron": False,
+                    "workflows": False,
+                    "triggers": False,
+                    "batches": False,
+                }
+                assert "resolutions" not in config
+                for path in plugin_routes:
                     response = await client.get(path, headers=headers)
-                    assert response.status_code == 404
-                    assert "not installed" in response.json()["error"]
-                index = (await client.get("/api/v1/metrics", headers=headers)).json()
-                assert index["installed"] is False
+                    assert response.status_code == 404, path
+                    assert response.json() == {"error": "no such route"}
                 overview = await client.get("/api/v1/overview", headers=headers)
                 assert overview.status_code == 200 and overview.json()["throughput"] == []
-                assert (await client.get("/metrics", headers=headers)).text == "\n"
+                scrape = (await client.get("/metrics", headers=headers)).text
+                # The live gauges only: no series of the Metrics plugin.
+                assert "chancy_workers_live 0" in scrape
+                assert "chancy_jobs_" not in scrape
         finally:
             await bare.migrate(to_version=0)
 

@@ -192,7 +192,13 @@ async def test_operator_walks_through_the_dashboard(page: Any, served: dict[str,
     await page.wait_for_selector("#job-list tr[data-job]")
     await page.click("#state-tabs a[data-state=failed]")
     await page.wait_for_selector(f"#job-list tr[data-job='{served['flaky']}']")
-    assert await page.locator("#job-list tr[data-job]").count() == 1
+    # The list re-renders on every poll; a count taken mid-render reads 0, so poll for it.
+    rows = page.locator("#job-list tr[data-job]")
+
+    async def one_failed_row() -> bool:
+        return await rows.count() == 1
+
+    await eventually(one_failed_row, message="the failed tab shows exactly the flaky job")
     await page.fill("#job-filters input[name=queue]", "reports")
     await page.click("#job-filters button[type=submit]")
     await page.wait_for_selector("#job-list td.muted:has-text('No jobs match')")

@@ -47,3 +47,17 @@ def broken_factory() -> Chancy:
 
 def crashing() -> Chancy:
     return _make(plugins=[Crasher()])
+
+
+def with_cron() -> Chancy:
+    """An app with the Cron plugin (its migration line and schedules)."""
+    from chancy.plugins.cron import Cron
+
+    return _make(plugins=[Cron()])
+
+
+def with_api() -> Chancy:
+    """An app with its own Api plugin, which allows one origin."""
+    from chancy.plugins.api import Api
+
+    return _make(plugins=[Api(allow_origins=["https://kept.example"])])

@@ -8,77 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from chancy import Chancy, Queue
-from tests.conftest import drop_prefix
-
-ROOT = Path(__file__).resolve().parents[2]
-DSN_ENV = "CHANCY_CLI_TEST_DSN"  # read by tests/cli/apps.py
-PREFIX_ENV = "CHANCY_CLI_TEST_PREFIX"
-UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=3"
-
-
-class Cli:
-    """Runs ``python -m chancy`` with a DSN and prefix of the test's own."""
-
-    def __init__(self, dsn: str, prefix: str) -> None:
-        self.dsn = dsn
-        self.prefix = prefix
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("CHANCY_DSN", "CHANCY_APP", "CHANCY_PREFIX")
-        }
-        self.env[DSN_ENV] = dsn
-        self.env[PREFIX_ENV] = prefix
-
-    def raw(
-        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "chancy", *args],
-            cwd=ROOT,
-            env=env or self.env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def __call__(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a command on this test's DSN and prefix."""
-        return self.raw("--dsn", self.dsn, "--prefix", self.prefix, *args, input=input)
-
-    def ok(self, *args: str) -> str:
-        result = self(*args)
-        assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-        return result.stdout
-
-
-@pytest.fixture
-def cli(dsn: str, prefix: str) -> Iterator[Cli]:
-    try:
-        yield Cli(dsn, prefix)
-    finally:
-        drop_prefix(dsn, prefix)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    """A clear failure: non-zero exit, no traceback, one 'Error:' line naming the problem."""
-    assert result.returncode != 0, result
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
+from tests.cli.conftest import UNREACHABLE_DSN, Cli, assert_one_line_error
 
 
 def test_help_lists_the_command_groups(cli: Cli) -> None:
@@ -144,18 +79,29 @@ def test_queue_declare_list_push_delete(cli: Cli, dsn: str, prefix: str) -> None
     )
     assert "mail" in out
     cli.ok("queue", "declare", "cpu")
+    cli.ok("queue", "declare", "tenants", "--fairness", "--weight", "gold=4", "--weight", "*=1")
+    cli.ok("queue", "declare", "events", "--ordered", "--on-failure", "hold")
+    for args, needle in (
+        (("--fairness", "--weight", "gold=0"), "above 0"),
+        (("--fairness", "--weight", "gold"), "KEY=N"),
+    ):
+        refused = cli("queue", "declare", "other", *args)
+        assert refused.returncode == 2 and needle in refused.stderr, refused.stderr
 
     listed = cli.ok("queue", "list")
     lines = listed.splitlines()
     assert lines[0].split()[:3] == ["NAME", "STATE", "EXECUTOR"]
     rows = {line.split()[0]: line.split() for line in lines[2:]}
-    assert set(rows) == {"cpu", "mail"}
+    assert set(rows) == {"cpu", "events", "mail", "tenants"}
+    assert rows["events"][6:] == ["ordered,hold"]
+    assert rows["tenants"][6:] == ["fair,*=1,gold=4"]
     assert rows["mail"][1:5] == ["active", "threaded", "3", "2.5s"]
     assert rows["mail"][5:] == ["a,b,c", "rate=10/60s,running=4,key-running=1,key-rate=2/10s"]
     assert rows["cpu"][6:] == ["-"]
     assert rows["cpu"][1:3] == ["active", "process"]
 
     packed = {q["name"]: q for q in json.loads(cli.ok("queue", "list", "--json"))}
+    assert Queue.unpack(packed["tenants"]).partition_weights == {"*": 1, "gold": 4}
     assert Queue.unpack(packed["mail"]) == Queue(
         "mail",
         concurrency=3,
@@ -209,16 +155,20 @@ def test_queue_declare_list_push_delete(cli: Cli, dsn: str, prefix: str) -> None
     assert job.state == job.State.PENDING
 
     # --keep-jobs leaves the job; a plain delete purges.
-    assert "kept" in cli.ok("queue", "delete", "mail", "--keep-jobs")
+    assert "kept" in cli.ok("queue", "delete", "mail", "--keep-jobs", "--yes")
     with app:
         assert app.sync_get_job(job_id) is not None
     cli.ok("queue", "declare", "mail")
-    cli.ok("queue", "delete", "mail")
+    cli.ok("queue", "delete", "mail", "-y")
     with app:
         assert app.sync_get_job(job_id) is None
-    assert [line.split()[0] for line in cli.ok("queue", "list").splitlines()[2:]] == ["cpu"]
+    assert [line.split()[0] for line in cli.ok("queue", "list").splitlines()[2:]] == [
+        "cpu",
+        "events",
+        "tenants",
+    ]
 
-    missing = cli("queue", "delete", "mail")
+    missing = cli("queue", "delete", "mail", "--yes")
     assert_one_line_error(missing, "no queue named 'mail'")
     cli.ok("misc", "migrate", "--to-version", "0")
 
@@ -232,19 +182,21 @@ def test_declare_keeps_settings_unless_upsert(cli: Cli) -> None:
     assert json.loads(cli.ok("queue", "list", "--json"))[0]["concurrency"] == 2
     cli.ok("queue", "declare", "q", "--concurrency", "5", "--upsert")
     assert json.loads(cli.ok("queue", "list", "--json"))[0]["concurrency"] == 5
+    cli.ok("queue", "declare", "q", "--default-deadline", "3600", "--upsert")
+    assert json.loads(cli.ok("queue", "list", "--json"))[0]["default_deadline"] == 3600
 
 
 def test_pause_and_resume(cli: Cli) -> None:
     cli.ok("misc", "migrate")
     cli.ok("queue", "declare", "q")
-    assert "paused" in cli.ok("queue", "pause", "q", "--resume-in", "600")
+    assert "paused" in cli.ok("queue", "pause", "q", "--resume-in", "600", "--yes")
     [packed] = json.loads(cli.ok("queue", "list", "--json"))
     assert packed["state"] == "paused"
     assert packed["resume_at"] is not None
-    cli.ok("queue", "resume", "q")
+    cli.ok("queue", "resume", "q", "--yes")
     [packed] = json.loads(cli.ok("queue", "list", "--json"))
     assert packed["state"] == "active"
-    assert_one_line_error(cli("queue", "pause", "nope"), "no queue named 'nope'")
+    assert_one_line_error(cli("queue", "pause", "nope", "--yes"), "no queue named 'nope'")
 
 
 @pytest.mark.parametrize(
@@ -285,6 +237,9 @@ def test_declare_rejects_bad_settings(cli: Cli) -> None:
     result = cli("queue", "declare", "q", "--global-concurrency", "0")
     assert result.returncode == 2
     assert "--global-concurrency" in result.stderr
+    result = cli("queue", "declare", "q", "--default-deadline", "0")
+    assert result.returncode == 2
+    assert "default_deadline must be a positive number" in result.stderr
 
 
 @pytest.mark.parametrize(

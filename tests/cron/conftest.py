@@ -31,7 +31,7 @@ async def app(dsn: str, prefix: str, cron: Cron) -> AsyncIterator[Chancy]:
 
 
 async def sql(app: Chancy, query: str, params: Any = None, fetch: str = "none") -> Any:
-    return await app._run(Spec(query, params, fetch))  # type: ignore[arg-type]
+    return await app.db.run(Spec(query, params, fetch))  # type: ignore[arg-type]
 
 
 async def due_in(app: Chancy, key: str, seconds: float = 0) -> Any:

@@ -47,6 +47,19 @@ async def test_schedule_and_get_schedules_round_trip(app: Chancy) -> None:
     assert list(only) == ["nightly-b"]
 
 
+async def test_a_stored_schedule_is_readable_by_chancy_026(app: Chancy) -> None:
+    """0.26's workers unpack a row's job with datetime.fromtimestamp(job["s"])."""
+    await Cron.schedule(app, "@daily", J("shared"))
+    row = await sql(
+        app, f"SELECT job FROM {app.prefix}cron WHERE unique_key = 'shared'", None, "one"
+    )
+    assert isinstance(row["job"]["s"], float) and row["job"]["sn"] is True
+    # What chancy pushes when it fires is still stored with the database's time.
+    assert type((await Cron.get_schedules(app))["shared"]["job"].scheduled_at).__name__ == (
+        "DefaultNow"
+    )
+
+
 async def test_the_default_time_zone_is_utc_and_zoneinfo_is_accepted(app: Chancy) -> None:
     await Cron.schedule(app, "@daily", J("utc"))
     await Cron.schedule(app, "@daily", J("ny"), timezone=ZoneInfo("America/New_York"))

@@ -1,13 +1,21 @@
 """Django configured for these tests only: the example project (examples/django_app) on the
 test server. Configured when this directory's tests are collected; nothing else in the suite
 uses Django.
+
+The server is the suite's: CHANCY_TEST_DSN, else the embedded PostgreSQL (attached here, as
+the session's ``dsn`` fixture attaches to it too), never a guess at 127.0.0.1:5432. Django's
+test database is named after this process, so two test sessions sharing a server never drop
+each other's.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 pytest.importorskip("django")
 pytest.importorskip("django_tasks")
@@ -19,7 +27,26 @@ if not settings.configured:
     # The example project's settings (examples/django_app), as DJANGO_SETTINGS_MODULE would.
     from examples.django_app import settings as project
 
-    settings.configure(**{name: getattr(project, name) for name in dir(project) if name.isupper()})
+    dsn = os.environ.get("CHANCY_TEST_DSN")
+    if not dsn:
+        from chancy import embedded
+
+        _server = embedded.start()  # detached at exit
+        dsn = _server.dsn
+    params: dict[str, Any] = conninfo_to_dict(dsn)
+    values = {name: getattr(project, name) for name in dir(project) if name.isupper()}
+    values["DATABASES"] = {
+        "default": {
+            **values["DATABASES"]["default"],
+            "NAME": params.get("dbname", "postgres"),
+            "USER": params.get("user", "postgres"),
+            "PASSWORD": params.get("password", ""),
+            "HOST": params.get("host", ""),
+            "PORT": params.get("port", ""),
+            "TEST": {"NAME": f"test_chancy_{os.getpid()}"},
+        }
+    }
+    settings.configure(**values)
     django.setup()
 
 

@@ -105,6 +105,7 @@ async def test_the_tasks_backend_runs_tasks_on_a_worker(app: Chancy) -> None:
 
 
 async def test_the_dashboard_logs_in_django_users(app: Chancy) -> None:
+    """Default: superusers only, as Chancy 0.26. roles=True: staff act, other users look."""
     httpx = pytest.importorskip("httpx")
     from django.contrib.auth.models import User
 
@@ -112,32 +113,72 @@ async def test_the_dashboard_logs_in_django_users(app: Chancy) -> None:
     from chancy.plugins.api import build_starlette_app
 
     def make_users() -> None:
+        User.objects.create_superuser("root", password="root-password-123")
         User.objects.create_user("ops", password="ops-password-123", is_staff=True)
         User.objects.create_user("viewer", password="viewer-password-123")
         User.objects.create_user("gone", password="gone-password-123", is_active=False)
+        User.objects.create_superuser("old", password="old-password-123", is_active=False)
 
     await sync_to_async(make_users)()
-    asgi = build_starlette_app(
-        app, authentication_backend=DjangoAuthBackend(), secret_key="a-test-secret-key-0123456789"
-    )
-    transport = httpx.ASGITransport(app=asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://d.test") as client:
+    for backend, expected in [
+        (DjangoAuthBackend(), {"root": "act", "ops": None, "viewer": None}),
+        (DjangoAuthBackend(roles=True), {"root": "act", "ops": "act", "viewer": "look"}),
+        (DjangoAuthBackend(staff_only=True), {"root": "act", "ops": "act", "viewer": None}),
+    ]:
+        asgi = build_starlette_app(
+            app, authentication_backend=backend, secret_key="a-test-secret-key-0123456789"
+        )
+        transport = httpx.ASGITransport(app=asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://d.test") as client:
 
-        async def login(user: str, password: str) -> Any:
-            return await client.post("/api/v1/login", json={"username": user, "password": password})
+            async def login(user: str, password: str) -> Any:
+                body = {"username": user, "password": password}
+                return await client.post("/api/v1/login", json=body)
 
-        ops = await login("ops", "ops-password-123")
-        assert ops.status_code == 200, ops.text
-        viewer = await login("viewer", "viewer-password-123")
-        assert viewer.status_code == 200
-        assert (await login("viewer", "wrong")).status_code == 401
-        assert (await login("gone", "gone-password-123")).status_code == 401
-        act = {"Authorization": f"Bearer {ops.json()['token']}"}
-        look = {"Authorization": f"Bearer {viewer.json()['token']}"}
-        assert (await client.post("/api/v1/queues/reports/pause", headers=act)).status_code == 200
-        denied = await client.post("/api/v1/queues/reports/resume", headers=look)
-        assert denied.status_code == 403
-        assert (await client.get("/api/v1/queues", headers=look)).status_code == 200
+            assert (await login("viewer", "wrong")).status_code == 401
+            assert (await login("gone", "gone-password-123")).status_code == 401
+            assert (await login("old", "old-password-123")).status_code == 401
+            for user, may in expected.items():
+                got = await login(user, f"{user}-password-123")
+                if may is None:
+                    assert got.status_code == 401, (backend.roles, user)
+                    continue
+                assert got.status_code == 200, (backend.roles, user, got.text)
+                headers = {"Authorization": f"Bearer {got.json()['token']}"}
+                paused = await client.post("/api/v1/queues/reports/pause", headers=headers)
+                assert paused.status_code == (200 if may == "act" else 403), (user, may)
+                assert (await client.get("/api/v1/queues", headers=headers)).status_code == 200
+        await asgi.state.dashboard.close()  # its own pool, on Django's test database
+    await sync_to_async(connections.close_all)()
+
+
+async def test_the_auth_backend_also_answers_0_26_s_session_calls(transactional_db: None) -> None:
+    """0.26's Api called login(request, user, password), authenticate(conn), logout(request)."""
+    from django.contrib.auth.models import User
+    from starlette.authentication import SimpleUser
+    from starlette.requests import Request
+
+    from chancy.contrib.django.auth import DjangoAuthBackend
+
+    def make_users() -> None:
+        User.objects.create_superuser("root", password="root-password-123")
+        User.objects.create_user("ops", password="ops-password-123", is_staff=True)
+
+    await sync_to_async(make_users)()
+    backend = DjangoAuthBackend()
+    request = Request({"type": "http", "session": {}, "headers": []})
+    assert not await backend.login(request, "ops", "ops-password-123")
+    assert await backend.authenticate(request) is None
+    assert await backend.login(request, "root", "root-password-123")
+    credentials, user = await backend.authenticate(request)
+    assert credentials.scopes == ["authenticated"] and isinstance(user, SimpleUser)
+    assert user.username == "root"
+    await backend.logout(request)
+    assert await backend.authenticate(request) is None
+    # Without SessionMiddleware (no session in the scope) nothing is kept, nothing breaks.
+    bare = Request({"type": "http", "headers": []})
+    assert await backend.login(bare, "root", "root-password-123")
+    assert await backend.authenticate(bare) is None
     await sync_to_async(connections.close_all)()
 
 
@@ -166,8 +207,8 @@ async def test_the_admin_lists_jobs_and_retries_and_cancels_them() -> None:
                 client = Client()
                 client.force_login(admin)
                 listing = client.get("/admin/chancy/job/").content.decode()
-                crons = client.get("/admin/chancy/cronschedule/").content.decode()
-                flows = client.get("/admin/chancy/workflow/").content.decode()
+                crons = client.get("/admin/chancy_cron/cron/").content.decode()
+                flows = client.get("/admin/chancy_workflow/workflow/").content.decode()
                 assert ">daily<" in crons, crons[-2000:]
                 assert "etl (pending)" in flows or ">etl<" in flows, flows[-2000:]
                 retried = client.post(

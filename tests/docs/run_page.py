@@ -11,6 +11,7 @@ import ast
 import asyncio
 import re
 import sys
+import types
 from pathlib import Path
 
 BLOCK = re.compile(r"(<!-- not-run: (?P<why>[^>]*?) -->\s*\n)?```python\n(?P<code>.*?)```", re.S)
@@ -26,7 +27,11 @@ def blocks(text: str) -> list[tuple[str | None, str, int]]:
 
 
 async def run(path: Path, text: str) -> int:
-    namespace: dict[str, object] = {"__name__": "__docs__"}
+    # The namespace is a module's, registered as ``__docs__``, so a job function a page
+    # defines has an import path (``__docs__.name``) that a worker in this process resolves.
+    module = types.ModuleType("__docs__")
+    sys.modules["__docs__"] = module
+    namespace: dict[str, object] = module.__dict__
     ran = 0
     for why, code, line in blocks(text):
         if why is not None:

@@ -1,8 +1,8 @@
 """A fake worker for executor tests: executors never touch the database, so neither do these.
 
-The fake stands in for the worker only (``chancy.plugins``, ``max_result_size``,
-``worker_id``, ``queue_update``); it records every outcome, and a recording plugin captures
-the exception and result each run handed to ``on_job_completed``.
+The fake stands in for the worker's runtime only: executors report each run to
+``runtime.report(job, exc, result)``, which here records the exception and result and
+builds the outcome the real runtime would write (chancy.outcome.build_outcome).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest_asyncio
 
 from chancy.executors.base import Executor, Outcome
 from chancy.job import Limit, QueuedJob
+from chancy.outcome import build_outcome
 from chancy.queue import Queue
 from chancy.utils import chancy_uuid, import_string
 from tests.executors import jobs
@@ -46,33 +47,34 @@ class Completed:
     result: Any
 
 
-class RecordingPlugin:
-    """A plugin that records what each run handed to ``on_job_completed``."""
-
-    def __init__(self) -> None:
-        self.completed: dict[uuid.UUID, Completed] = {}
-
-    async def on_job_starting(self, *, job: QueuedJob, worker: Any) -> QueuedJob:
-        raise NotImplementedError
-
-    async def on_job_completed(
-        self, *, job: QueuedJob, worker: Any, exc: BaseException | None, result: Any
-    ) -> None:
-        self.completed[job.id] = Completed(exc, result)
-
-
 @dataclass
 class FakeChancy:
     plugins: dict[str, Any] = field(default_factory=dict)
     max_result_size: int = 1 << 20
 
 
+class FakeRuntime:
+    """What executors report to: records each run and builds its outcome."""
+
+    def __init__(self, worker: FakeWorker) -> None:
+        self.worker = worker
+        self.completed: dict[uuid.UUID, Completed] = {}
+
+    async def report(self, job: QueuedJob, exc: BaseException | None, result: Any) -> None:
+        self.completed[job.id] = Completed(exc, result)
+        outcome = build_outcome(
+            job, exc, result, max_result_size=self.worker.chancy.max_result_size
+        )
+        await self.worker.queue_update(outcome)
+
+
 class FakeWorker:
     """Records outcomes; lets a test await the outcome of one job."""
 
     def __init__(self) -> None:
-        self.recorder = RecordingPlugin()
-        self.chancy = FakeChancy(plugins={"recorder": self.recorder})
+        self.chancy = FakeChancy()
+        self.runtime = FakeRuntime(self)
+        self.recorder = self.runtime
         self.worker_id = "test-worker"
         self.executor: Executor | None = None
         self.outcomes: list[Outcome] = []
@@ -197,15 +199,6 @@ async def wait_for_file(path: Path, timeout: float = 20) -> str:
             raise AssertionError(f"{path} did not appear within {timeout}s")
         await asyncio.sleep(0.01)
     return text
-
-
-async def eventually(check: Any, timeout: float = 10, message: str = "condition not met") -> None:
-    """Poll ``check()`` until it is true, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ async def test_capabilities_and_default_concurrency() -> None:
     assert AsyncExecutor.supports() == (
         Executor.Capability.ASYNC_JOBS
         | Executor.Capability.TIME_LIMIT
+        | Executor.Capability.COOPERATIVE_TIME_LIMITS
         | Executor.Capability.CANCELLATION
     )
     assert build("async", concurrency=None).executor.concurrency == 100  # type: ignore[arg-type]

@@ -13,8 +13,17 @@ import pytest_asyncio
 
 from chancy.errors import JobFailedError, Retry, Snooze
 from chancy.job import QueuedJob, Reference
-from chancy.utils import chancy_uuid
-from tests.executors.conftest import JOBS, Harness, build, make_job, wait_for_file
+from chancy.queue import Queue
+from chancy.utils import chancy_uuid, import_string
+from tests.executors.conftest import (
+    JOBS,
+    FakeWorker,
+    Harness,
+    build,
+    make_job,
+    wait_for_file,
+)
+from tests.executors.injecting import INJECTING
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -129,6 +138,8 @@ async def test_time_limit_fails_the_attempt_and_frees_the_slot(
     assert time.monotonic() - started < 5
     assert outcome.job.state == State.FAILED
     assert "exceeded its time limit of 0.5s" in outcome.job.errors[0]["traceback"]
+    # Plugins get a TimeoutError, as from every executor of Chancy 0.26.
+    assert isinstance(harness.completed(job).exc, TimeoutError)
     assert job.id not in harness.executor.running_ids()
 
     follow_up = make_job(harness.func("add"), a=2, b=2)
@@ -153,3 +164,24 @@ async def test_cancel_interrupts_a_running_job(harness: Harness, tmp_path: Path)
     follow_up = make_job(harness.func("add"), a=3, b=3)
     assert (await harness.run(follow_up)).result_json == "6"
     assert len(harness.worker.outcomes_for(job)) == 1
+
+
+@pytest.mark.parametrize("kind", ["process", "thread", "async"])
+async def test_an_override_of_get_function_and_kwargs_may_add_kwargs(kind: str) -> None:
+    """0.26's documented way to inject dependencies: call super(), then add kwargs. The
+    kwargs are checked against the signature after the override, not before."""
+    worker = FakeWorker()
+    path = INJECTING[kind]
+    queue = Queue("q", concurrency=1, executor=path)
+    worker.executor = executor = import_string(path)(worker, queue)
+    harness = Harness(kind, executor, worker)
+    try:
+        outcome = await harness.run(make_job(harness.func("add"), a=2))
+        assert outcome.job.state == State.SUCCEEDED, outcome.job.errors
+        assert outcome.result_json == "42"
+        # What still does not fit after the override fails the job, naming the mismatch.
+        wrong = await harness.run(make_job(harness.func("add"), a=2, c=3))
+        assert wrong.job.state == State.FAILED
+        assert "do not match" in wrong.job.errors[0]["traceback"]
+    finally:
+        await executor.stop()

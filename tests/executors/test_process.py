@@ -16,7 +16,8 @@ from chancy.errors import ConfigurationError, JobFailedError
 from chancy.executors.base import Executor, RemoteJobError
 from chancy.executors.process import ProcessExecutor
 from chancy.job import QueuedJob
-from tests.executors.conftest import Harness, build, eventually, make_job, wait_for_file
+from tests.conftest import eventually
+from tests.executors.conftest import Harness, build, make_job, wait_for_file
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -87,6 +88,8 @@ async def test_memory_limit_fails_the_attempt_and_the_child_recovers(harness: Ha
     traceback = outcome.job.errors[0]["traceback"]
     assert f"exceeded its memory limit of {32 * MiB} bytes" in traceback
     assert "MemoryError" in traceback
+    # Plugins get a MemoryError, as in Chancy 0.26.
+    assert isinstance(harness.completed(over).exc, MemoryError)
     # The limit applies to one job only: the same children run bigger jobs without one.
     for _ in range(2):
         unlimited = await harness.run(make_job("allocate", size=64 * MiB))

@@ -13,7 +13,8 @@ import pytest
 from chancy.executors.base import Executor
 from chancy.executors.thread import ThreadedExecutor
 from chancy.job import QueuedJob
-from tests.executors.conftest import build, eventually, make_job, wait_for_file
+from tests.conftest import eventually
+from tests.executors.conftest import build, make_job, wait_for_file
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

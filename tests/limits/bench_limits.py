@@ -43,6 +43,7 @@ from typing import Any
 import psycopg
 
 from chancy import Chancy, Job, Queue, Worker
+from chancy.runtime import producer
 
 BIG = 1_000_000_000
 
@@ -63,6 +64,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "partition_rate_limit": BIG,
         "partition_rate_limit_window": 1,
     },
+    # Weighted fair share (stride scheduling) over the same keys; no limit at all.
+    "fairness": {"fairness": True},
+    "fairness_weighted": {"fairness": True, "partition_weights": {"k0": 4, "k1": 2, "*": 1}},
 }
 
 
@@ -74,7 +78,7 @@ async def drain(
     )
     # (getattr and **: the unlimited variant also runs on a tree without flow control, to
     # compare unlimited queues before and after it.)
-    keyed = getattr(queue, "has_partition_limits", False)
+    keyed = getattr(queue, "has_partition_limits", False) or getattr(queue, "fairness", False)
     batch = (
         Job(
             func="tests.limits.jobs.noop",
@@ -87,21 +91,24 @@ async def drain(
         pass
     claims: list[tuple[float, int]] = []
     started = time.monotonic()
-    async with Worker(app, register_signal_handlers=False) as worker:
-        real_claim = worker.claim
+    real_claim = producer.fetch_claim
 
-        async def timed_claim(queue: Queue, up_to: int) -> Any:
-            begun = time.perf_counter()
-            claim = await real_claim(queue, up_to)
-            claims.append((time.perf_counter() - begun, len(claim.jobs)))
-            return claim
+    async def timed_claim(*args: Any, **kwargs: Any) -> Any:
+        begun = time.perf_counter()
+        claim = await real_claim(*args, **kwargs)
+        claims.append((time.perf_counter() - begun, len(claim.jobs)))
+        return claim
 
-        worker.claim = timed_claim  # type: ignore[method-assign]
-        while worker.completer.written < n:  # noqa: ASYNC110 (a 5 ms poll is cheap here)
-            await asyncio.sleep(0.005)
-        elapsed = time.monotonic() - started
+    producer.fetch_claim = timed_claim  # type: ignore[assignment]
+    try:
+        async with Worker(app, register_signal_handlers=False) as worker:
+            while worker.completer.written < n:  # noqa: ASYNC110 (a 5 ms poll is cheap here)
+                await asyncio.sleep(0.005)
+            elapsed = time.monotonic() - started
+    finally:
+        producer.fetch_claim = real_claim
     async with await psycopg.AsyncConnection.connect(app.dsn, autocommit=True) as conn:
-        for table in ("jobs", "limit_starts"):
+        for table in ("jobs", "limit_starts", "fair_keys"):
             found = await (
                 await conn.execute("SELECT to_regclass(%s)", (f"{app.prefix}{table}",))
             ).fetchone()

@@ -76,3 +76,18 @@ async def snooze_first(delay: float, *, job: QueuedJob) -> str:
         job.meta["first_started_at"] = job.started_at.isoformat()
         raise Snooze(delay)
     return "ran again"
+
+
+async def ordered_step(n: int, fail_first: bool = False, *, job: QueuedJob) -> int:
+    """Record this run (key, n, attempt) in the side table; fail the first attempt if asked."""
+    async with _side().connection() as conn:
+        await conn.execute(
+            sql.SQL("INSERT INTO {} (k, n, attempt) VALUES (%s, %s, %s)").format(
+                sql.Identifier(TABLE)
+            ),
+            (job.partition_key, n, job.attempts),
+        )
+    await asyncio.sleep(0.005)  # stands for the job's work, so runs of a key could overlap
+    if fail_first and job.attempts == 0:
+        raise RuntimeError(f"step {n} fails its first attempt")
+    return n

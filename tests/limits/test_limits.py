@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from chancy import Chancy, Job, Queue, QueuedJob, Worker
 from chancy.errors import ConfigurationError, InvalidJobError
-from chancy.store.store import LIMIT_START_MARGIN
+from chancy.store.claims import LIMIT_START_MARGIN
 from tests.conftest import eventually
 from tests.limits import jobs
 
@@ -297,14 +297,16 @@ async def test_a_rate_limited_producer_waits_instead_of_spinning(chancy: Chancy)
     claims = 0
     async with AsyncExitStack() as stack:
         (worker,) = await fleet(stack, chancy.dsn, chancy.prefix, 1)
-        real_claim = worker.claim
+        await eventually(lambda: "spin" in worker.served.producers)
+        producer = worker.served.producers["spin"]
+        real_fetch = producer._fetch
 
-        async def counting_claim(queue: Queue, up_to: int) -> object:
+        async def counting_fetch(up_to: int) -> object:
             nonlocal claims
             claims += 1
-            return await real_claim(queue, up_to)
+            return await real_fetch(up_to)
 
-        worker.claim = counting_claim  # type: ignore[assignment,method-assign]
+        producer._fetch = counting_fetch  # type: ignore[assignment,method-assign]
         # Pushes to a full queue must not wake it either.
         for _ in range(5):
             await push(chancy, [J("noop", "spin")])

@@ -10,13 +10,12 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import pytest
 
 from chancy import Chancy, Queue
 from chancy.plugin import Plugin
-from chancy.plugins import plugin_queries
 from chancy.store import Spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,4 +179,7 @@ async def fleet(chancy: Chancy, dsn: str, prefix: str, tmp_path: Path) -> AsyncI
 
 
 async def lease_row(chancy: Chancy) -> Any:
-    return await chancy._run(Spec(plugin_queries(chancy.prefix)["leader_get"], None, "one"))
+    text = f"""
+        SELECT worker_id, term, last_seen, expires_at, expires_at > now() AS live
+        FROM {chancy.prefix}leader WHERE id = 1"""
+    return await chancy.db.run(Spec(cast(LiteralString, text), None, "one"))

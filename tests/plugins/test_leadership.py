@@ -27,7 +27,7 @@ async def test_a_leader_whose_renewals_stall_steps_down_before_its_lease_expires
             await conn.execute(
                 f"SELECT 1 FROM {prefix}leader WHERE id = 1 FOR UPDATE"  # type: ignore[arg-type]
             )
-            lost = await worker.hub.wait_for("leadership.lost", timeout=5)
+            lost = await worker.hub.wait_one("leadership.lost", timeout=5)
             # Stepped down on its own clock while the database lease is still live, so
             # before anyone else could have been elected.
             row = await lease_row(chancy)

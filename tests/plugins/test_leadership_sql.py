@@ -7,27 +7,40 @@ from typing import Any
 import pytest
 
 from chancy import Chancy, Job, Queue
-from chancy.plugins import plugin_queries
 from chancy.plugins.leadership import ImmediateLeadership, Leadership, lease_params
 from chancy.plugins.recovery import Recovery
 from chancy.store import Spec
+from chancy.store.loader import queries
 from tests.conftest import eventually
+from tests.plugins.conftest import lease_row
 
 
 async def q(chancy: Chancy, name: str, **params: Any) -> Any:
-    return await chancy._run(Spec(plugin_queries(chancy.prefix)[name], params, "one"))
+    return await chancy.db.run(
+        Spec(queries("chancy.plugins.sql", chancy.prefix)[name], params, "one")
+    )
 
 
-async def elect(chancy: Chancy, worker_id: str, timeout: float = 60) -> Any:
-    return await q(chancy, "leader_elect", worker_id=worker_id, timeout=timeout)
+async def elect(chancy: Chancy, worker_id: str, timeout: float = 60, key: int | None = None) -> Any:
+    return await q(
+        chancy, "leader_elect", worker_id=worker_id, timeout=timeout, liveness_key=key, grace=2.0
+    )
 
 
 async def renew(chancy: Chancy, worker_id: str, term: int, timeout: float = 60) -> Any:
-    return await q(chancy, "leader_renew", worker_id=worker_id, term=term, timeout=timeout)
+    return await q(
+        chancy,
+        "leader_renew",
+        worker_id=worker_id,
+        term=term,
+        timeout=timeout,
+        liveness_key=None,
+        notify=False,
+    )
 
 
 async def lease(chancy: Chancy) -> Any:
-    return await q(chancy, "leader_get")
+    return await lease_row(chancy)
 
 
 async def test_election_takes_a_free_lease_and_reports_the_holder(chancy: Chancy) -> None:
@@ -100,7 +113,7 @@ async def test_leader_only_writes_apply_only_under_the_current_lease(chancy: Cha
     await chancy.declare(Queue("f", tags={"^nobody$"}))
     ref = await chancy.push(Job(func="tests.plugins.jobs.noop", queue="f"))
     # Claim it as a worker that never heartbeats, so recovery considers it abandoned.
-    claimed = await chancy._run(chancy.store.job_fetch("f", 1, "ghost"))
+    claimed = await chancy.db.run(chancy.store.job_fetch("f", 1, "ghost"))
     assert [j.id for j in claimed] == [ref.identifier]
     recovery = Recovery()
 

@@ -53,12 +53,24 @@ def test_two_leadership_providers_are_an_error(dsn: str, prefix: str) -> None:
         Chancy(dsn, prefix=prefix, plugins=[Leadership(), ImmediateLeadership()])
 
 
-async def test_a_leader_only_plugin_without_leadership_fails_at_start(
-    chancy: Chancy, make_app: Any
+async def test_a_leader_only_plugin_without_leadership_runs_anyway_with_a_warning(
+    chancy: Chancy, make_app: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = make_app(Recovery())
-    with pytest.raises(ConfigurationError, match="no leadership plugin"):
-        await Worker(app, register_signal_handlers=False).start()
+    """Chancy 0.26 runs leader-only plugins on every worker when no leadership is installed."""
+    await chancy.declare(Queue("default", tags={"^nobody$"}))
+    ref = await chancy.push(Job(func="tests.plugins.jobs.noop", queue="default"))
+    # Claimed by a worker that never heartbeats: only a running Recovery gives it back.
+    [claimed] = await chancy.db.run(chancy.store.job_fetch("default", 1, "ghost"))
+    assert claimed.id == ref.identifier
+    app = make_app(Recovery(poll_interval=0.1))
+    caplog.set_level(logging.WARNING, logger="chancy.worker")
+
+    async def recovered() -> bool:
+        return await _state(chancy, ref) == "pending"
+
+    async with Worker(app, register_signal_handlers=False):
+        await eventually(recovered, timeout=10, message="recovered")
+    assert "no leadership plugin is installed: they run on every worker" in caplog.text
 
 
 async def test_a_missing_dependency_fails_at_start(chancy: Chancy, make_app: Any) -> None:
@@ -154,8 +166,8 @@ async def test_a_user_plugin_with_hooks_and_a_leader_only_service(
 
         # The leader stops: it steps down at once (its service is cancelled) and the
         # follower's service starts within a second.
-        lost = asyncio.create_task(leader.hub.wait_for("leadership.lost", timeout=5))
-        gained = asyncio.create_task(follower.hub.wait_for("leadership.gained", timeout=5))
+        lost = asyncio.create_task(leader.hub.wait_one("leadership.lost", timeout=5))
+        gained = asyncio.create_task(follower.hub.wait_one("leadership.gained", timeout=5))
         await leader.stop()
         assert lead_stamp.running == set()
         handover = (await gained).body["monotonic"] - (await lost).body["monotonic"]
@@ -165,3 +177,8 @@ async def test_a_user_plugin_with_hooks_and_a_leader_only_service(
     finally:
         for worker in workers:
             await worker.stop()
+
+
+async def _state(chancy: Chancy, ref: Any) -> str | None:
+    job = await chancy.get_job(ref)
+    return None if job is None else str(job.state)

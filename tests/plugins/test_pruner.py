@@ -28,9 +28,9 @@ async def push(chancy: Chancy, queue: str, n: int) -> list[Reference]:
 
 async def finish(chancy: Chancy, queue: str, n: int, state: QueuedJob.State) -> list[QueuedJob]:
     """Claim ``n`` jobs of ``queue`` and write an outcome in ``state`` for each."""
-    jobs = await chancy._run(chancy.store.job_fetch(queue, n, "w"))
+    jobs = await chancy.db.run(chancy.store.job_fetch(queue, n, "w"))
     outcomes = [Outcome(dataclasses.replace(j, state=state, attempts=j.attempts + 1)) for j in jobs]
-    await chancy._run(chancy.store.job_complete_many(outcomes, notify=False))
+    await chancy.db.run(chancy.store.job_complete_many(outcomes, notify=False))
     return jobs
 
 
@@ -55,7 +55,7 @@ async def test_only_finished_jobs_matching_the_rule_are_deleted(chancy: Chancy) 
     await finish(chancy, "p", 3, QueuedJob.State.SUCCEEDED)
     await finish(chancy, "p", 2, QueuedJob.State.FAILED)
     await finish(chancy, "p", 1, QueuedJob.State.RETRYING)
-    await chancy._run(chancy.store.job_fetch("p", 1, "w"))  # one stays running
+    await chancy.db.run(chancy.store.job_fetch("p", 1, "w"))  # one stays running
     await finish(chancy, "keep", 2, QueuedJob.State.SUCCEEDED)
     assert await states(chancy, refs) == {
         "succeeded": 3,

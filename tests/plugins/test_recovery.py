@@ -24,21 +24,21 @@ def J(func: str, queue: str, **kw: object) -> Job:
 
 
 async def claim_as(chancy: Chancy, queue: str, worker_id: str, n: int) -> list[QueuedJob]:
-    return await chancy._run(chancy.store.job_fetch(queue, n, worker_id))
+    return await chancy.db.run(chancy.store.job_fetch(queue, n, worker_id))
 
 
 async def test_jobs_of_workers_without_a_live_heartbeat_go_back(chancy: Chancy) -> None:
     await chancy.declare(Queue("q", tags={"^nobody$"}))
     refs = [r async for b in chancy.push_many(J("noop", "q") for _ in range(7)) for r in b]
     # "alive" heartbeats; "expired" heartbeat ran out; "ghost" never had a row.
-    await chancy._run(
+    await chancy.db.run(
         chancy.store.worker_heartbeat(
             "alive", tags=[], queues=[], timeout=60, hostname="h", pid=1, version="t"
         )
     )
     # Its lease already ran out when it was written (a positive timeout raced the test: on
     # a quiet machine the whole set-up ran within it).
-    await chancy._run(
+    await chancy.db.run(
         chancy.store.worker_heartbeat(
             "expired", tags=[], queues=[], timeout=-60, hostname="h", pid=2, version="t"
         )
@@ -49,7 +49,7 @@ async def test_jobs_of_workers_without_a_live_heartbeat_go_back(chancy: Chancy) 
     # "reborn" claimed a job, died, and a new process registered under the same id: the
     # live row is not the incarnation that holds the claim.
     reborn = await claim_as(chancy, "q", "reborn", 1)
-    await chancy._run(
+    await chancy.db.run(
         chancy.store.worker_heartbeat(
             "reborn", tags=[], queues=[], timeout=60, hostname="h", pid=3, version="t"
         )
@@ -69,7 +69,7 @@ async def test_jobs_of_workers_without_a_live_heartbeat_go_back(chancy: Chancy) 
         assert back.attempts == 0 and back.recoveries == 1
     # A late write from the dead worker's claim is fenced out.
     assert (
-        await chancy._run(chancy.store.job_complete_many([_succeeded(ghost[0])], notify=False))
+        await chancy.db.run(chancy.store.job_complete_many([_succeeded(ghost[0])], notify=False))
         == []
     )
 

@@ -40,12 +40,12 @@ async def test_only_waiting_jobs_matching_the_rule_gain_priority(chancy: Chancy)
     other = await chancy.push(J("other"))
     # `top` is claimed first (highest priority) and left retrying; the rest are claimed and
     # all but `running` given back.
-    [claimed_top] = await chancy._run(chancy.store.job_fetch("rp", 1, "w"))
+    [claimed_top] = await chancy.db.run(chancy.store.job_fetch("rp", 1, "w"))
     assert claimed_top.id == top.identifier
-    await chancy._run(chancy.store.job_complete_many([_retrying(claimed_top)], notify=False))
-    rest = await chancy._run(chancy.store.job_fetch("rp", 6, "w"))
+    await chancy.db.run(chancy.store.job_complete_many([_retrying(claimed_top)], notify=False))
+    rest = await chancy.db.run(chancy.store.job_fetch("rp", 6, "w"))
     done = [j for j in rest if j.id != running.identifier]
-    await chancy._run(chancy.store.job_release_many([(j.id, j.claim_id) for j in done]))
+    await chancy.db.run(chancy.store.job_release_many([(j.id, j.claim_id) for j in done]))
     # Now: 5 pending (priority 0), top retrying (near the int max), running (-1), other.
 
     plugin = Reprioritize(R.Queue() == "rp", priority_increase=5, batch_size=2)

@@ -181,3 +181,9 @@ async def counted(*, job: QueuedJob) -> None:
     """A no-op that records its run (batched), for the exactly-once drain."""
     batcher = _batchers.setdefault(id(asyncio.get_running_loop()), _Batcher())
     await batcher.add(job.id)
+
+
+def hold(*, seconds: float, job: QueuedJob) -> None:
+    """Record the run, then take ``seconds`` (the liveness tests kill workers under it)."""
+    record_sync(job, "hold")
+    time.sleep(seconds)

@@ -27,6 +27,7 @@ CI runs the default size; a larger one::
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -309,8 +310,28 @@ async def test_chaos_every_job_succeeds_and_every_duplicate_is_explained(
         if len(causes) < extra:
             unexplained.append((str(job_id), attempts[job_id], job_runs))
         duplicates.update(causes[:extra])
+    # Recovery latency: from a kill to the next run of each job the killed worker was running.
+    latencies = []
+    for job_runs in by_job.values():
+        for (_, worker, at), following in itertools.pairwise(job_runs):
+            kill = killed.get(worker)
+            if kill is not None and at <= kill and following[1] != worker:
+                latencies.append((following[2] - kill).total_seconds())
+    latencies.sort()
+
+    def pct(q: float) -> float | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
+
     report = {
         "jobs": JOBS,
+        "recovery_latency_s": {
+            "runs": len(latencies),
+            "p50": pct(0.5),
+            "p99": pct(0.99),
+            "max": round(latencies[-1], 2) if latencies else None,
+        },
         "kills": sum(1 for e in events if e.kind == "kill"),
         "stops": len(stopped),
         "restarts": sum(1 for e in events if e.kind == "restart"),

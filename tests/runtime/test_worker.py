@@ -163,7 +163,7 @@ async def test_a_lapsed_heartbeat_gives_running_jobs_back_instead_of_failing_the
     jobs; the runs were not the jobs' fault, so they are pending again with no attempt used."""
     ref = await chancy.push(J("sleepy", kwargs={"seconds": 60}, max_attempts=1))
     await eventually(lambda: _state(chancy, ref, ("running",)))
-    lost = asyncio.ensure_future(worker.hub.wait_for("worker.heartbeat.lost", timeout=10))
+    lost = asyncio.ensure_future(worker.hub.wait_one("worker.heartbeat.lost", timeout=10))
     # As if the last renewal were long ago: the heartbeat loop notices within a second.
     assert worker.heartbeat.last_ok is not None
     worker.heartbeat.last_ok -= 3600
@@ -188,8 +188,8 @@ async def test_priority_then_fifo_at_concurrency_one(chancy: Chancy) -> None:
 
 async def test_queue_changes_while_running(chancy: Chancy, worker: Worker) -> None:
     started = asyncio.ensure_future(
-        worker.hub.wait_for(
-            "worker.queue.started", timeout=10, predicate=lambda e: e.body["queue"] == "late"
+        worker.hub.wait_one(
+            "worker.queue.started", timeout=10, predicate=lambda e: e.body["name"] == "late"
         )
     )
     await chancy.declare(Queue("late", executor=ASYNC, polling_interval=60))
@@ -225,8 +225,8 @@ async def test_queue_changes_while_running(chancy: Chancy, worker: Worker) -> No
     assert finished is not None and finished.state == "succeeded" and finished.result == "woke"
 
     removed = asyncio.ensure_future(
-        worker.hub.wait_for(
-            "worker.queue.removed", timeout=10, predicate=lambda e: e.body["queue"] == "late"
+        worker.hub.wait_one(
+            "worker.queue.removed", timeout=10, predicate=lambda e: e.body["name"] == "late"
         )
     )
     await chancy.delete_queue("late")

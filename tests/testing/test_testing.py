@@ -51,6 +51,28 @@ async def test_run_until_idle_runs_what_is_due_and_returns_it(chancy_app: Chancy
     assert waiting is not None and str(waiting.state) == "pending"
 
 
+async def test_run_until_idle_returns_finished_jobs_without_notifications(
+    chancy_dsn: str, chancy_prefix: str
+) -> None:
+    # What it returns is read from the jobs table, not gathered from job.finished
+    # notifications: they can arrive after the queue is seen idle (a CI run once got an
+    # empty list), and never arrive when the app runs without them.
+    async with Chancy(
+        chancy_dsn,
+        prefix=chancy_prefix,
+        notifications=False,
+        no_default_plugins=True,
+        max_connection_pool_size=2,
+    ) as app:
+        await app.migrate()
+        await app.declare(Queue("emails", executor=ASYNC, polling_interval=0.05))
+        ref = await app.push(send_welcome.job.with_kwargs(to="quiet@example.com"))
+        finished = await run_until_idle(app, queues=["emails"], timeout=30)
+        assert [(str(j.id), str(j.state)) for j in finished] == [(str(ref.identifier), "succeeded")]
+        # A second run finds nothing new: only jobs finished while it ran are returned.
+        assert await run_until_idle(app, queues=["emails"], timeout=30) == []
+
+
 async def test_run_until_idle_times_out_on_work_that_does_not_end(chancy_app: Chancy) -> None:
     await chancy_app.declare(Queue("slow", executor=ASYNC, polling_interval=0.2))
     await chancy_app.push(

@@ -107,7 +107,7 @@ class Fleet:
 
 async def leader(chancy: Chancy) -> str | None:
     """The worker holding a live lease, or None."""
-    row = await chancy._run(
+    row = await chancy.db.run(
         Spec(
             f"SELECT worker_id FROM {chancy.prefix}leader"  # type: ignore[arg-type]
             " WHERE id = 1 AND expires_at > now()",

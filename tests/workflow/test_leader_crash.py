@@ -40,7 +40,7 @@ async def app(dsn: str, prefix: str) -> AsyncIterator[Chancy]:
 
 
 async def sql(app: Chancy, query: str, params: Any = None, fetch: str = "none") -> Any:
-    return await app._run(Spec(query, params, fetch))  # type: ignore[arg-type]
+    return await app.db.run(Spec(query, params, fetch))  # type: ignore[arg-type]
 
 
 async def test_a_workflow_finishes_with_every_step_run_once_across_a_leader_crash(

@@ -13,11 +13,11 @@ from chancy.plugins.cron import Cron
 from chancy.plugins.leadership import ImmediateLeadership
 from chancy.plugins.workflow import Workflow, WorkflowPlugin
 from chancy.store import Spec
-from tests.test_migrate import catalog, versions
+from tests.test_migrate import catalog, head, versions
 
 
 async def sql(app: Chancy, query: str, params: Any = None, fetch: str = "none") -> Any:
-    return await app._run(Spec(query, params, fetch))  # type: ignore[arg-type]
+    return await app.db.run(Spec(query, params, fetch))  # type: ignore[arg-type]
 
 
 def make(dsn: str, prefix: str) -> Chancy:
@@ -35,7 +35,7 @@ async def test_up_down_up_round_trips(dsn: str, prefix: str) -> None:
         try:
             await app.migrate()
             found = await versions(dsn, prefix)
-            assert (found["cron"], found["workflow"]) == (4, 4)
+            assert (found["cron"], found["workflow"]) == (head("cron"), head("workflow"))
             assert await app.is_up_to_date()
             first = await catalog(dsn, prefix)
             names = {name for _, name, _ in first}
@@ -109,7 +109,7 @@ async def test_a_chancy_026_database_continues_in_place(dsn: str, prefix: str) -
                 )
 
             await app.migrate()
-            assert (await versions(dsn, prefix))["workflow"] == 4
+            assert (await versions(dsn, prefix))["workflow"] == head("workflow")
             rows = await sql(app, f"SELECT step_id, state FROM {prefix}workflow_steps", None, "all")
             assert {r["step_id"]: r["state"] for r in rows} == {
                 "pruned": "succeeded",  # its job is gone: Chancy pruned only finished jobs
@@ -120,7 +120,7 @@ async def test_a_chancy_026_database_continues_in_place(dsn: str, prefix: str) -
             }
 
             # The leader carries on: once "two" finishes, "three" is queued, then it completes.
-            plugin = app.plugins["chancy.workflow"]
+            plugin = app.plugins["chancy.workflow_plugin"]
             assert isinstance(plugin, WorkflowPlugin)
             await sql(
                 app,

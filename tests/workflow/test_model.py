@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
-from chancy import Job, job
-from chancy.plugins.workflow import InvalidWorkflowError, Sequence, Workflow, WorkflowStep
+from chancy import Job, QueuedJob, job
+from chancy.plugins.workflow import (
+    InvalidWorkflowError,
+    Sequence,
+    Workflow,
+    WorkflowPlugin,
+    WorkflowStep,
+)
 from tests.workflow.conftest import J
 
 
@@ -108,16 +116,54 @@ def test_sequence_chains_its_jobs() -> None:
     assert wf["step_2"].dependencies == ["step_1"]
 
 
-def test_generate_dot_draws_every_step_and_edge() -> None:
-    wf = Workflow('a "quoted" name').add("top", J("noop")).add("bottom", J("step"), ["top"])
-    wf["top"].state = "succeeded"
+def test_generate_dot_draws_what_chancy_026_draws() -> None:
+    """The same DOT text as 0.26's WorkflowPlugin.generate_dot, states written by value."""
+    wf = (
+        Workflow("example")
+        .add("top", J("noop"))
+        .add("left", J("noop"), ["top"])
+        .add("right", J("noop"), ["top"])
+        .add("bottom", J("noop"), ["left", "right"])
+    )
+    wf.state = Workflow.State.RUNNING
+    wf["top"].state = QueuedJob.State.SUCCEEDED
+    wf["left"].state = QueuedJob.State.RUNNING
+    wf["right"].state = QueuedJob.State.RETRYING
+    expected = (
+        'digraph "example" {\n'
+        "  rankdir=TB;\n"
+        '  node [shape=box, style="rounded,filled", fontname="Arial"];\n'
+        '  "top" [label="top\\n(succeeded)", fillcolor=lightgreen];\n'
+        '  "left" [label="left\\n(running)", fillcolor=yellow];\n'
+        '  "right" [label="right\\n(retrying)", fillcolor=lightgray];\n'
+        '  "bottom" [label="bottom\\n(None)", fillcolor=lightgray];\n'
+        '  "top" -> "left";\n'
+        '  "top" -> "right";\n'
+        '  "left" -> "bottom";\n'
+        '  "right" -> "bottom";\n'
+        '  labelloc="t";\n'
+        '  label="Workflow: example\\nState: running";\n'
+        "}\n"
+    )
+    assert wf.generate_dot() == expected
+    # 0.26's form: a static method writing to a file-like object (and returning the text).
+    out = io.StringIO()
+    assert WorkflowPlugin.generate_dot(wf, out) == expected
+    assert out.getvalue() == expected
+    wf["bottom"].state = QueuedJob.State.PENDING
+    wf["right"].state = QueuedJob.State.FAILED
+    dot = WorkflowPlugin.generate_dot(wf)
+    assert '"bottom" [label="bottom\\n(pending)", fillcolor=lightblue];' in dot
+    assert '"right" [label="right\\n(failed)", fillcolor=lightpink];' in dot
+
+
+def test_generate_dot_escapes_quotes_and_backslashes_in_names() -> None:
+    wf = Workflow('a "quoted" \\ name').add('s"1', J("noop")).add("s2", J("noop"), ['s"1'])
     dot = wf.generate_dot()
-    assert dot.startswith('digraph "a \\"quoted\\" name" {')
-    assert '"top" -> "bottom";' in dot
-    assert '"top" [label="top\\ntests.workflow.jobs.noop\\nsucceeded"' in dot
-    assert 'fillcolor="palegreen"' in dot
-    assert '"bottom" [label="bottom\\ntests.workflow.jobs.step"' in dot
-    assert dot.rstrip().endswith("}")
+    assert dot.startswith('digraph "a \\"quoted\\" \\\\ name" {')
+    assert '"s\\"1" -> "s2";' in dot
+    assert '  "s\\"1" [label="s\\"1\\n(None)", fillcolor=lightgray];' in dot
+    assert 'label="Workflow: a \\"quoted\\" \\\\ name\\nState: pending";' in dot
 
 
 def test_state_values() -> None:

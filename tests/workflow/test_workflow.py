@@ -37,7 +37,7 @@ def runs(workflow_id: str) -> dict[str, tuple[float, float]]:
 
 async def step_jobs(app: Chancy, workflow_id: str) -> list[dict[str, Any]]:
     """Every job row made for a step of the workflow (to count duplicates)."""
-    return await app._run(
+    return await app.db.run(
         Spec(
             f"SELECT id, meta->'workflow'->>'step' AS step, state, attempts, queue, priority,"  # type: ignore[arg-type]
             f" max_attempts FROM {app.prefix}jobs WHERE meta->'workflow'->>'id' = %(id)s",
@@ -378,13 +378,15 @@ async def test_a_pass_that_dies_half_way_leaves_nothing_behind(
 ) -> None:
     wf = Workflow("atomic").add("a", J("noop")).add("b", J("noop"))
     workflow_id = await WorkflowPlugin.push(app, wf)
-    push_many_ex = app.push_many_ex
+    from chancy.plugins.workflow import advance as module
 
-    async def push_then_die(cursor: object, jobs: object, **kwargs: object) -> object:
-        await push_many_ex(cursor, jobs, **kwargs)  # type: ignore[arg-type]
+    job_push = module.push_plan
+
+    def push_then_die(chancy: Any, jobs: Any) -> Any:
+        yield from job_push(chancy, jobs)
         raise ConnectionError("the leader died after pushing, before recording the jobs")
 
-    monkeypatch.setattr(app, "push_many_ex", push_then_die)
+    monkeypatch.setattr(module, "push_plan", push_then_die)
     with pytest.raises(ConnectionError):
         await plugin.advance(app, workflow_ids=[uuid.UUID(workflow_id)])
     monkeypatch.undo()
@@ -421,7 +423,7 @@ async def test_cleanup_removes_old_finished_workflows_and_their_steps(
     unfinished = await WorkflowPlugin.push(
         app, Workflow("unfinished").add("a", J("noop", queue="nobody-serves-this"))
     )
-    await app._run(
+    await app.db.run(
         Spec(
             f"UPDATE {app.prefix}workflows SET updated_at = now() - interval '2 days'"  # type: ignore[arg-type]
             " WHERE id = ANY(%(ids)s::uuid[])",
@@ -429,10 +431,10 @@ async def test_cleanup_removes_old_finished_workflows_and_their_steps(
         )
     )
     removed = await Pruner.cleanup_plugins(app)
-    assert removed == {"chancy.workflow": 2}
+    assert removed == {"chancy.workflow_plugin": 2}
     remaining = {w.id for w in await WorkflowPlugin.fetch_workflows(app)}
     assert remaining == {recent.id, unfinished}
-    steps: Any = await app._run(
+    steps: Any = await app.db.run(
         Spec(f"SELECT count(*) AS n FROM {app.prefix}workflow_steps", None, "one")  # type: ignore[arg-type]
     )
     assert steps["n"] == 2

@@ -4,7 +4,7 @@
 
     # settings.py
     CHANCY_PREFIX = "chancy_"          # optional
-    TASKS = {"default": {"BACKEND": "chancy.contrib.django.tasks.ChancyTaskBackend"}}
+    TASKS = {"default": {"BACKEND": "chancy.contrib.django.backend.ChancyBackend"}}
 
     # a view
     from django.db import transaction
@@ -29,7 +29,7 @@ from chancy.app import Chancy
 from chancy.errors import ConfigurationError
 from chancy.job import Job, Reference
 
-__all__ = ["django_cursor", "get_chancy", "push"]
+__all__ = ["database_settings", "django_cursor", "get_chancy", "push"]
 
 _apps: dict[tuple[str, str], Chancy] = {}
 
@@ -50,18 +50,24 @@ def get_chancy(using: str = "default", **options: Any) -> Chancy:
     The prefix comes from ``settings.CHANCY_PREFIX`` (default ``chancy_``) unless given.
     """
     settings = _settings()
-    database = settings.DATABASES[using]
+    database = database_settings(using)
+    prefix = options.pop("prefix", getattr(settings, "CHANCY_PREFIX", "chancy_"))
+    key = (using, prefix)
+    if key not in _apps or options:
+        _apps[key] = Chancy(database, prefix=prefix, **options)
+    return _apps[key]
+
+
+def database_settings(using: str = "default") -> dict[str, Any]:
+    """The ``DATABASES[using]`` entry, refused with a clear error unless it is PostgreSQL."""
+    database: dict[str, Any] = _settings().DATABASES[using]
     engine = database.get("ENGINE", "")
     if "postgresql" not in engine:
         raise ConfigurationError(
             f"DATABASES[{using!r}] uses {engine!r}; chancy needs PostgreSQL"
             " (django.db.backends.postgresql with psycopg 3)"
         )
-    prefix = options.pop("prefix", getattr(settings, "CHANCY_PREFIX", "chancy_"))
-    key = (using, prefix)
-    if key not in _apps or options:
-        _apps[key] = Chancy(database, prefix=prefix, **options)
-    return _apps[key]
+    return database
 
 
 @contextlib.contextmanager

@@ -1,6 +1,9 @@
 -- The end state of Chancy's core schema version 8 (tables and columns of API.md), created in
--- one step. Databases made by Chancy 0.26 are already at 8 and continue from 9.
-CREATE TABLE {prefix}jobs (
+-- one step. Databases made by Chancy 0.26 are already at 8 and continue from 9. A database that
+-- Chancy left at an earlier version (1 to 7: Chancy 0.20 to 0.25) already has these tables in
+-- an older shape, so nothing here replaces one that exists; version 9 brings every table a
+-- Chancy made, whatever its version, to the shape written here.
+CREATE TABLE IF NOT EXISTS {prefix}jobs (
     id uuid PRIMARY KEY,
     queue text NOT NULL,
     func text NOT NULL,
@@ -21,12 +24,12 @@ CREATE TABLE {prefix}jobs (
     claim_id uuid
 );
 
-CREATE UNIQUE INDEX {prefix}jobs_unique_key ON {prefix}jobs (unique_key)
+CREATE UNIQUE INDEX IF NOT EXISTS {prefix}jobs_unique_key ON {prefix}jobs (unique_key)
     WHERE unique_key IS NOT NULL AND state IN ('pending', 'retrying', 'running');
 
-CREATE INDEX {prefix}idx_jobs_queue_state ON {prefix}jobs (queue, state);
+CREATE INDEX IF NOT EXISTS {prefix}idx_jobs_queue_state ON {prefix}jobs (queue, state);
 
-CREATE TABLE {prefix}queues (
+CREATE TABLE IF NOT EXISTS {prefix}queues (
     name text PRIMARY KEY,
     state text NOT NULL DEFAULT 'active',
     concurrency integer,
@@ -41,7 +44,7 @@ CREATE TABLE {prefix}queues (
     eager_polling boolean NOT NULL DEFAULT false
 );
 
-CREATE UNLOGGED TABLE {prefix}workers (
+CREATE UNLOGGED TABLE IF NOT EXISTS {prefix}workers (
     worker_id text PRIMARY KEY,
     tags text[] NOT NULL DEFAULT '{}',
     queues text[] NOT NULL DEFAULT '{}',
@@ -49,7 +52,7 @@ CREATE UNLOGGED TABLE {prefix}workers (
     expires_at timestamptz NOT NULL
 );
 
-CREATE UNLOGGED TABLE {prefix}leader (
+CREATE UNLOGGED TABLE IF NOT EXISTS {prefix}leader (
     id integer PRIMARY KEY,
     worker_id text NOT NULL,
     last_seen timestamptz NOT NULL DEFAULT now(),

@@ -1,9 +1,11 @@
 """The dashboard: a JSON API and a web UI over one chancy installation.
 
 ``Api`` serves it from a worker; :func:`build_starlette_app` returns the ASGI app to mount in
-your own (needs the ``web`` extra). See :mod:`chancy.plugins.api.app` for the routes.
+your own (needs the ``web`` extra). Plugins add routes and pages with an :class:`ApiPlugin`
+named by their ``api_plugin()``. See :mod:`chancy.plugins.api.dashboard` for the routes.
 """
 
+from chancy.plugins.api.api_plugin import ApiPlugin, RouteT
 from chancy.plugins.api.auth import ADMIN, READ_ONLY, AuthBackend, SimpleAuthBackend, User
 from chancy.plugins.api.plugin import Api
 
@@ -11,7 +13,9 @@ __all__ = [
     "ADMIN",
     "READ_ONLY",
     "Api",
+    "ApiPlugin",
     "AuthBackend",
+    "RouteT",
     "SimpleAuthBackend",
     "User",
     "build_starlette_app",

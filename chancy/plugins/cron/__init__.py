@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Iterable
 from datetime import datetime, tzinfo
@@ -23,20 +22,23 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import psycopg.errors
 from psycopg.rows import dict_row
 
+from chancy import events
 from chancy.errors import ConfigurationError
 from chancy.job import Job, as_job
 from chancy.plugin import Plugin, PluginScope
+from chancy.plugins.cron import store
 from chancy.plugins.cron.schedule import (
     CronExpression,
     InvalidCronExpression,
     get_timezone,
     next_run,
     parse,
+    require_croniter,
     timezone_name,
 )
 from chancy.plugins.leadership import lease_params
+from chancy.plugins.store import UNFENCED
 from chancy.store import Spec, run
-from chancy.store.loader import Queries
 from chancy.utils import json_dumps
 
 if TYPE_CHECKING:
@@ -47,16 +49,9 @@ __all__ = ["Cron", "CronExpression", "CronSchedule", "InvalidCronExpression", "n
 
 log = logging.getLogger("chancy.cron")
 
-_UNFENCED = {"leader": None, "term": None, "fenced": False}
 
 #: The hub (and NOTIFY) event sent when schedules change.
-SCHEDULED = "cron.scheduled"
-
-
-@functools.cache
-def cron_queries(prefix: str) -> Queries:
-    """The named queries of ``chancy/plugins/cron/sql`` for one prefix, loaded once."""
-    return Queries("chancy.plugins.cron.sql", prefix)
+SCHEDULED = events.CRON_SCHEDULED
 
 
 class CronSchedule(TypedDict):
@@ -72,11 +67,10 @@ class CronSchedule(TypedDict):
     paused_at: datetime | None
 
 
-def _get_spec(chancy: Chancy, unique_keys: Iterable[str] | None) -> Spec[Any]:
+def _get_spec(chancy: Chancy, unique_keys: Iterable[str] | None) -> Spec[list[dict[str, Any]]]:
     if isinstance(unique_keys, str):
         unique_keys = [unique_keys]
-    keys = None if unique_keys is None else list(unique_keys)
-    return Spec(cron_queries(chancy.prefix)["cron_get"], {"keys": keys}, "all")
+    return store.get(chancy.prefix, None if unique_keys is None else list(unique_keys))
 
 
 def _schedule_from_row(row: Any) -> CronSchedule:
@@ -121,13 +115,14 @@ class Cron(Plugin):
     slots were missed, and its next slot is then computed from the current time, not from the
     missed one. The same holds after a long outage of the database.
 
-    **Expressions and time zones.** Five fields (``minute hour day-of-month month
-    day-of-week``) or an alias (``@hourly``, ``@daily``/``@midnight``, ``@weekly``,
-    ``@monthly``, ``@yearly``/``@annually``), read as wall-clock times in the schedule's IANA
-    time zone. Each matching wall-clock time fires once: one skipped by a spring-forward change
-    fires at the change, one repeated by a fall-back change fires at its first occurrence (see
-    :mod:`chancy.plugins.cron.schedule`). There is no seconds field; the finest schedule is
-    once a minute.
+    **Expressions and time zones.** croniter's language, as Chancy 0.26 read it: five fields
+    (``minute hour day-of-month month day-of-week``), optionally a sixth for seconds and a
+    seventh for the year, with ``L``, ``W``, ``#`` and names, or an alias (``@hourly``,
+    ``@daily``/``@midnight``, ``@weekly``, ``@monthly``, ``@yearly``/``@annually``), read as
+    wall-clock times in the schedule's IANA time zone. Each matching wall-clock time fires
+    once: one skipped by a spring-forward change fires at the change, one repeated by a
+    fall-back change fires at its first occurrence (see :mod:`chancy.plugins.cron.schedule`).
+    Needs the ``cron`` extra (croniter).
 
     **Overlap.** Jobs are pushed with their unique key, so while an earlier run of a schedule
     is still pending or running, a firing returns that job instead of queuing another.
@@ -145,6 +140,7 @@ class Cron(Plugin):
             raise ConfigurationError(f"Cron(poll_interval={poll_interval!r}) must be > 0")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"Cron(batch_size={batch_size!r}) must be an int >= 1")
+        require_croniter()  # a worker without the cron extra fails at start, not at firing
         self.poll_interval = float(poll_interval)
         self.batch_size = batch_size
         #: Keys whose stored row could not be read (logged once); left alone until rescheduled.
@@ -164,6 +160,10 @@ class Cron(Plugin):
 
     def migrate_package(self) -> str | None:
         return "chancy.plugins.cron.migrations"
+
+    def api_plugin(self) -> str | None:
+        """The dashboard's routes and page for this plugin (Chancy 0.26's hook)."""
+        return "chancy.plugins.cron.api.CronApiPlugin"
 
     def wake_up(self) -> None:
         super().wake_up()
@@ -209,8 +209,7 @@ class Cron(Plugin):
             self._wakers.discard(wake)
 
     async def _seconds_until_due(self, chancy: Chancy) -> float | None:
-        q = cron_queries(chancy.prefix)
-        row: Any = await chancy._run(Spec(q["cron_wait"], {"skip": sorted(self._broken)}, "one"))
+        row = await chancy.db.run(store.wait(chancy.prefix, sorted(self._broken)))
         return None if row is None or row["wait"] is None else float(row["wait"])
 
     async def fire_due(self, chancy: Chancy, *, lease: dict[str, Any] | None = None) -> list[str]:
@@ -219,8 +218,7 @@ class Cron(Plugin):
         ``lease`` is the fence from :func:`~chancy.plugins.leadership.lease_params`; without
         it (an operator calling this by hand) the writes are not fenced.
         """
-        fence = lease if lease is not None else _UNFENCED
-        q = cron_queries(chancy.prefix)
+        fence = lease if lease is not None else UNFENCED
         fired: list[str] = []
         pool = await chancy.open()
         while True:
@@ -229,8 +227,10 @@ class Cron(Plugin):
                 conn.transaction(),
                 conn.cursor(row_factory=dict_row) as cur,
             ):
-                params = {**fence, "limit": self.batch_size, "skip": sorted(self._broken)}
-                rows: Any = await run(cur, Spec(q["cron_due"], params, "all"))
+                due = store.due(
+                    chancy.prefix, fence, limit=self.batch_size, skip=sorted(self._broken)
+                )
+                rows = await run(cur, due)
                 jobs: list[Job] = []
                 keys: list[str] = []
                 next_runs: list[datetime] = []
@@ -254,7 +254,7 @@ class Cron(Plugin):
                     next_runs.append(upcoming)
                 if jobs:
                     await chancy.push_many_ex(cur, jobs)
-                    await run(cur, Spec(q["cron_advance"], {"keys": keys, "next_runs": next_runs}))
+                    await run(cur, store.advance(chancy.prefix, keys, next_runs))
             fired.extend(keys)
             if len(rows) < self.batch_size:
                 break
@@ -270,10 +270,10 @@ class Cron(Plugin):
     ) -> None:
         """Create or replace the schedules of ``jobs`` (keyed by their ``unique_key``).
 
-        ``cron`` is a five-field expression or an alias such as ``@daily``, read in
-        ``timezone`` (an IANA name or a ``ZoneInfo``). Every job needs a ``unique_key``.
-        Rescheduling a key replaces its job, expression and time zone; when the expression and
-        time zone are unchanged its next run is kept.
+        ``cron`` is a cron expression (croniter's language, as in 0.26) or an alias such as
+        ``@daily``, read in ``timezone`` (an IANA name or a ``ZoneInfo``). Every job needs a
+        ``unique_key``. Rescheduling a key replaces its job, expression and time zone; when the
+        expression and time zone are unchanged its next run is kept.
         """
         pool = await chancy.open()
         async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -291,7 +291,7 @@ class Cron(Plugin):
         """:meth:`schedule` inside the caller's transaction."""
         plan = cls._schedule_plan(chancy, cron, jobs, timezone)
         with _explain_missing_table(chancy):
-            await chancy._run_ex(cursor, plan)
+            await chancy.db.run_ex(cursor, plan)
 
     @classmethod
     def _schedule_plan(
@@ -323,28 +323,28 @@ class Cron(Plugin):
     def _upsert_plan(
         chancy: Chancy, expression: CronExpression, zone: tzinfo, zone_name: str, packed: list[Job]
     ) -> Any:
-        q = cron_queries(chancy.prefix)
-        now: Any = (yield Spec(q["cron_now"], None, "one"))["now"]
+        now: Any = (yield store.now(chancy.prefix))["now"]
         upcoming = expression.next_after(now, zone)
         params = {
             "keys": [j.unique_key for j in packed],
             "queues": [j.queue for j in packed],
-            "jobs": [json_dumps({**j.pack(), "s": None}) for j in packed],
+            # A fired job is stored with the database's time ("sn"); "s" stays a number, as
+            # Chancy 0.26's workers read it (they may share the table during a rolling deploy).
+            "jobs": [json_dumps({**j.pack(), "sn": True}) for j in packed],
             "crons": [expression.expression] * len(packed),
             "next_runs": [upcoming] * len(packed),
             "timezones": [zone_name] * len(packed),
             "notify": chancy.notifications,
         }
-        yield Spec(q["cron_upsert"], params, "one")
+        yield store.upsert(chancy.prefix, params)
 
     @classmethod
     async def unschedule(cls, chancy: Chancy, *unique_keys: str) -> int:
         """Remove the schedules with these keys; return how many existed."""
         if not unique_keys:
             return 0
-        q = cron_queries(chancy.prefix)
         with _explain_missing_table(chancy):
-            row: Any = await chancy._run(Spec(q["cron_delete"], {"keys": list(unique_keys)}, "one"))
+            row = await chancy.db.run(store.delete(chancy.prefix, unique_keys))
         return int(row["deleted"])
 
     @classmethod
@@ -353,7 +353,7 @@ class Cron(Plugin):
     ) -> dict[str, CronSchedule]:
         """Every schedule (or those with ``unique_keys``), by unique key."""
         with _explain_missing_table(chancy):
-            rows: Any = await chancy._run(_get_spec(chancy, unique_keys))
+            rows: Any = await chancy.db.run(_get_spec(chancy, unique_keys))
         return {row["unique_key"]: _schedule_from_row(row) for row in rows}
 
     @classmethod
@@ -365,9 +365,8 @@ class Cron(Plugin):
         """
         if not unique_keys:
             return []
-        q = cron_queries(chancy.prefix)
         with _explain_missing_table(chancy):
-            rows: Any = await chancy._run(Spec(q["cron_pause"], {"keys": list(unique_keys)}, "all"))
+            rows = await chancy.db.run(store.pause(chancy.prefix, unique_keys))
         return sorted(row["unique_key"] for row in rows)
 
     @classmethod
@@ -380,18 +379,18 @@ class Cron(Plugin):
         if not unique_keys:
             return []
         with _explain_missing_table(chancy):
-            return await chancy._run(cls._resume_plan(chancy, list(unique_keys)), transaction=True)
+            return await chancy.db.run(
+                cls._resume_plan(chancy, list(unique_keys)), transaction=True
+            )
 
     @classmethod
     def _resume_plan(cls, chancy: Chancy, keys: list[str]) -> Any:
-        q = cron_queries(chancy.prefix)
-        rows = yield Spec(q["cron_paused_rows"], {"keys": keys}, "all")
+        rows = yield store.paused_rows(chancy.prefix, keys)
         if not rows:
             return []
         next_runs = [parse(r["cron"]).next_after(r["now"], r["timezone"]) for r in rows]
         resumed = [r["unique_key"] for r in rows]
-        params = {"keys": resumed, "next_runs": next_runs, "notify": chancy.notifications}
-        yield Spec(q["cron_resume"], params, "one")
+        yield store.resume(chancy.prefix, resumed, next_runs, notify=chancy.notifications)
         return sorted(resumed)
 
     # -- sync forms (scripts, WSGI apps): the same SQL on the sync pool --------------------
@@ -403,7 +402,7 @@ class Cron(Plugin):
         """:meth:`schedule` for sync code."""
         plan = cls._schedule_plan(chancy, cron, jobs, timezone)
         with _explain_missing_table(chancy):
-            chancy._run_sync(plan, transaction=True)
+            chancy.db.run_sync(plan, transaction=True)
 
     @classmethod
     def sync_schedule_ex(
@@ -417,15 +416,14 @@ class Cron(Plugin):
         """:meth:`schedule_ex` for sync code."""
         plan = cls._schedule_plan(chancy, cron, jobs, timezone)
         with _explain_missing_table(chancy):
-            chancy._run_ex_sync(cursor, plan)
+            chancy.db.run_ex_sync(cursor, plan)
 
     @classmethod
     def sync_unschedule(cls, chancy: Chancy, *unique_keys: str) -> int:
         if not unique_keys:
             return 0
-        q = cron_queries(chancy.prefix)
         with _explain_missing_table(chancy):
-            row: Any = chancy._run_sync(Spec(q["cron_delete"], {"keys": list(unique_keys)}, "one"))
+            row = chancy.db.run_sync(store.delete(chancy.prefix, unique_keys))
         return int(row["deleted"])
 
     @classmethod
@@ -433,16 +431,15 @@ class Cron(Plugin):
         cls, chancy: Chancy, unique_keys: Iterable[str] | None = None
     ) -> dict[str, CronSchedule]:
         with _explain_missing_table(chancy):
-            rows: Any = chancy._run_sync(_get_spec(chancy, unique_keys))
+            rows: Any = chancy.db.run_sync(_get_spec(chancy, unique_keys))
         return {row["unique_key"]: _schedule_from_row(row) for row in rows}
 
     @classmethod
     def sync_pause(cls, chancy: Chancy, *unique_keys: str) -> list[str]:
         if not unique_keys:
             return []
-        q = cron_queries(chancy.prefix)
         with _explain_missing_table(chancy):
-            rows: Any = chancy._run_sync(Spec(q["cron_pause"], {"keys": list(unique_keys)}, "all"))
+            rows = chancy.db.run_sync(store.pause(chancy.prefix, unique_keys))
         return sorted(row["unique_key"] for row in rows)
 
     @classmethod
@@ -450,4 +447,4 @@ class Cron(Plugin):
         if not unique_keys:
             return []
         with _explain_missing_table(chancy):
-            return chancy._run_sync(cls._resume_plan(chancy, list(unique_keys)), transaction=True)
+            return chancy.db.run_sync(cls._resume_plan(chancy, list(unique_keys)), transaction=True)

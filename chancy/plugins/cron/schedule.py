@@ -1,12 +1,30 @@
-"""Cron expressions and their fire times in a time zone: pure functions, no database, no clock.
+"""Cron expressions and their fire times in a time zone: pure functions, no database.
 
-An expression has five fields, ``minute hour day-of-month month day-of-week``, or is one of
-the aliases ``@yearly`` (``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``)
-and ``@hourly``. Each field is ``*`` or a comma-separated list of ``n``, ``a-b``, ``*/s``,
-``a-b/s`` or ``a/s`` (from ``a`` to the field's maximum, every ``s``). Months may be named
-``jan``-``dec`` and weekdays ``sun``-``sat`` (any case); weekday 0 and 7 are both Sunday. As in
-Vixie cron, when both day fields are restricted (neither starts with ``*``), a day matches if
-*either* matches; otherwise both must.
+**The language is croniter's**, read exactly as Chancy 0.26 read it (``croniter(expression)``
+with its defaults), so schedules written for 0.26 keep their meaning. The fields are
+``minute hour day-of-month month day-of-week``, optionally followed by ``second`` (a sixth
+field, *last*, not first as in Quartz) and ``year`` (a seventh, 1970-2099). Each field is
+``*`` or a comma-separated list of ``n``, ``a-b``, ``*/s``, ``a-b/s`` or ``a/s``. Also:
+
+* names: months ``jan``-``dec`` and weekdays ``sun``-``sat``, in any case; weekday 7 is Sunday;
+  a range may wrap (``fri-mon``, ``nov-feb``);
+* ``?`` in either day field means ``*``;
+* ``L`` in the day-of-month field is the last day of the month; ``L5`` in the day-of-week
+  field is the last Friday of the month (croniter's spelling: ``5L`` is refused with a hint);
+* ``15W`` is the weekday nearest the 15th, within the month;
+* ``mon#2`` (or ``1#2``) is the second Monday of the month;
+* ``R``, ``R(0-29)``, ``R/15`` pick a random value when the expression is first parsed in a
+  process (croniter's extension; each process picks its own);
+* aliases ``@yearly`` (``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``)
+  and ``@hourly``.
+
+When both day fields are restricted, a day matches if *either* matches (as in classic cron and
+croniter: a day field counts as unrestricted only when it is ``*`` or ``?`` or names every
+value, so ``*/2`` restricts). Refused, with an error that names the part and what to write
+instead: ``@reboot`` and other unknown aliases, ``H`` hashed values (croniter needs a hash id
+for them, which 0.26 never gave it, so they never worked there either), and anything else
+croniter refuses. An expression with no fire time in the next 50 years (February 30th, a year
+that has passed) is refused too, as 0.26 refused it when saving.
 
 Time zones and daylight saving time. An expression names wall-clock times in its time zone, and
 each matching wall-clock time fires exactly once:
@@ -21,16 +39,23 @@ So in New York a ``30 2 * * *`` job runs at 03:00 EDT on the spring-forward day 
 exist), and a ``30 1 * * *`` job runs once on the fall-back day, at the first 01:30 (EDT). A
 schedule that must keep a fixed real-time rhythm across transitions (every 15 minutes through
 the repeated hour, say) is best given in UTC.
+
+The parsing and the wall-clock matching are croniter's own (a dependency of the ``cron``
+extra); this module adds the checks and messages, and the time-zone rules above.
 """
 
 from __future__ import annotations
 
-import bisect
+import copy
 import dataclasses
 import functools
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chancy.errors import ConfigurationError
 
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -42,92 +67,92 @@ ALIASES = {
     "@hourly": "0 * * * *",
 }
 
-_MONTHS = {
-    name: n
-    for n, name in enumerate(
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
-        start=1,
-    )
-}
-_WEEKDAYS = {name: n for n, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+#: The fields in the order croniter reads them (seconds after the five classic ones).
+FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week", "second", "year")
 
-#: (name, lowest, highest, names) of the five fields.
-_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _WEEKDAYS),
+#: What each field takes, for error messages.
+_FIELD_VALUES = (
+    "0-59",
+    "0-23",
+    "1-31, 'L' (the last day) or 'nW' (the weekday nearest day n), or '?'",
+    "1-12 or jan-dec",
+    "0-7 or sun-sat (0 and 7 are Sunday), 'mon#2' (the second Monday), 'L5' (the last"
+    " Friday), or '?'",
+    "0-59",
+    "1970-2099",
 )
 
-#: How far ahead a fire time is looked for; an expression with none in this window (such as
-#: February 30th) never fires. Eight years always include a February 29th.
-_HORIZON_YEARS = 8
+#: How far ahead a fire time is looked for, as Chancy 0.26 asked croniter to look.
+HORIZON_YEARS = 50
 
 _FORM = (
     "use five fields 'minute hour day-of-month month day-of-week' (for example '30 2 * * *'"
-    " for 02:30 every day) or one of " + ", ".join(ALIASES)
+    " for 02:30 every day), optionally a sixth for seconds and a seventh for the year"
+    " ('0 30 2 * * 15' is 02:30:15), or one of " + ", ".join(ALIASES)
 )
+
+# croniter splits fields on ASCII whitespace only; so do we, so that both read the same fields.
+_FIELD_RE = re.compile(r"\S+", re.ASCII)
 
 
 class InvalidCronExpression(ValueError):
     """A cron expression could not be parsed, or never matches any time."""
 
 
+def _croniter() -> Any:
+    """The croniter module, or a ConfigurationError saying how to install it."""
+    try:
+        import croniter
+    except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+        raise ConfigurationError(
+            "cron schedules need the croniter package: pip install 'chancy[cron]'"
+        ) from exc
+    return croniter
+
+
+def require_croniter() -> None:
+    """Fail now, with the install command, when croniter is missing (checked by ``Cron()``)."""
+    _croniter()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CronExpression:
-    """A parsed cron expression: the allowed values of each field.
+    """A parsed cron expression.
 
-    ``weekdays`` uses 0 for Sunday. ``day_star`` and ``weekday_star`` record whether the day
-    fields started with ``*``, which decides how the two combine.
+    ``fields`` are the expression's fields as croniter reads them (an alias expanded, lower
+    case); five, six (with seconds) or seven (with seconds and year).
     """
 
     expression: str
-    minutes: tuple[int, ...]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]
-    day_star: bool
-    weekday_star: bool
+    fields: tuple[str, ...]
+    _iterator: Any = dataclasses.field(compare=False, repr=False)
 
     def __str__(self) -> str:
         return self.expression
 
-    def day_matches(self, year: int, month: int, day: int) -> bool:
-        dom = day in self.days
-        dow = (datetime(year, month, day).isoweekday() % 7) in self.weekdays
-        if self.day_star or self.weekday_star:
-            return dom and dow
-        return dom or dow
+    @property
+    def has_seconds(self) -> bool:
+        """Whether the expression names seconds (six or seven fields)."""
+        return len(self.fields) > 5
 
     def next_wall_time(self, after: datetime) -> datetime:
-        """The first matching wall-clock time strictly after ``after`` (naive, minute precision).
+        """The first matching wall-clock time strictly after ``after`` (naive).
 
-        Wall-clock arithmetic on naive datetimes: time zones play no part here.
+        Wall-clock arithmetic on naive datetimes (croniter's own on a naive start): time zones
+        play no part here.
         """
-        t = after.replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
-        horizon = t.year + _HORIZON_YEARS
-        while t.year <= horizon:
-            if t.month not in self.months:
-                year, month = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
-                t = datetime(year, month, 1)
-                continue
-            if not self.day_matches(t.year, t.month, t.day):
-                t = datetime(t.year, t.month, t.day) + timedelta(days=1)
-                continue
-            if t.hour not in self.hours:
-                t = t.replace(minute=0) + timedelta(hours=1)
-                continue
-            i = bisect.bisect_left(self.minutes, t.minute)
-            if i == len(self.minutes):
-                t = t.replace(minute=0) + timedelta(hours=1)
-                continue
-            return t.replace(minute=self.minutes[i])
-        raise InvalidCronExpression(
-            f"cron expression {self.expression!r} never matches a date (within"
-            f" {_HORIZON_YEARS} years of {after:%Y-%m-%d}); check the day and month fields"
-        )
+        mod = _croniter()
+        # A copy per call: the parsed template is shared (cached) and croniter is stateful.
+        it = copy.copy(self._iterator)
+        try:
+            found: datetime = it.get_next(datetime, start_time=after.replace(tzinfo=None))
+        except mod.CroniterBadDateError:
+            raise InvalidCronExpression(
+                f"cron expression {self.expression!r} never matches a time within"
+                f" {HORIZON_YEARS} years after {after:%Y-%m-%d %H:%M}; check the day, month"
+                " and year fields"
+            ) from None
+        return found
 
     def next_after(self, after: datetime, tz: tzinfo | str = UTC) -> datetime:
         """The first fire time strictly after the instant ``after``, as an aware UTC datetime.
@@ -160,82 +185,125 @@ def parse(expression: str) -> CronExpression:
         raise InvalidCronExpression(
             f"a cron expression must be a string, not {type(expression).__name__}"
         )
-    return _parse(" ".join(expression.split()))
+    parsed = _parse(" ".join(_FIELD_RE.findall(expression)))
+    # An expression that can never fire again (February 30th, a past year) is an error now,
+    # not a silent schedule. Checked from the present, which is what a year field is read
+    # against; outside the cache, so an expression whose last year passes is refused then.
+    parsed.next_wall_time(datetime.now(UTC).replace(tzinfo=None))
+    return parsed
 
 
 @functools.lru_cache(maxsize=1024)
 def _parse(expression: str) -> CronExpression:
-    text = ALIASES.get(expression.lower(), expression)
+    lowered = expression.lower()
+    if lowered == "@reboot":
+        raise InvalidCronExpression(
+            "cron alias '@reboot' is not supported: a schedule fires at times of day, and"
+            " workers start at any time; push the job when your worker starts instead (a"
+            " plugin's on_worker_started hook), or use one of " + ", ".join(ALIASES)
+        )
+    text = ALIASES.get(lowered, expression)
     if text.startswith("@"):
         raise InvalidCronExpression(f"unknown cron alias {expression!r}; {_FORM}")
-    fields = text.split()
-    if len(fields) != 5:
+    fields = tuple(_FIELD_RE.findall(text))
+    if len(fields) not in (5, 6, 7):
         raise InvalidCronExpression(
             f"cron expression {expression!r} has {len(fields)} field(s); {_FORM}"
         )
-    values = [
-        _parse_field(raw, name, lo, hi, names, expression)
-        for raw, (name, lo, hi, names) in zip(fields, _FIELDS, strict=True)
-    ]
-    weekdays = frozenset(d % 7 for d in values[4])
-    parsed = CronExpression(
-        expression=expression,
-        minutes=tuple(sorted(values[0])),
-        hours=frozenset(values[1]),
-        days=frozenset(values[2]),
-        months=frozenset(values[3]),
-        weekdays=weekdays,
-        day_star=fields[2].startswith("*"),
-        weekday_star=fields[4].startswith("*"),
-    )
-    # An expression that can never fire (February 30th) is an error now, not a silent schedule.
-    parsed.next_wall_time(datetime(2000, 1, 1))
-    return parsed
-
-
-def _parse_field(
-    raw: str, name: str, lo: int, hi: int, names: dict[str, int], expression: str
-) -> set[int]:
-    def fail(why: str) -> InvalidCronExpression:
-        return InvalidCronExpression(
-            f"cron expression {expression!r}: {name} field {raw!r}: {why}; {_FORM}"
+    for index, raw in enumerate(fields):
+        _refuse_known_unsupported(expression, index, raw)
+    mod = _croniter()
+    try:
+        iterator = mod.croniter(
+            " ".join(fields),
+            datetime(2000, 1, 1),
+            max_years_between_matches=HORIZON_YEARS,
         )
+    except Exception as exc:
+        raise _explain(mod, expression, fields, exc) from None
+    return CronExpression(
+        expression=expression, fields=tuple(f.lower() for f in fields), _iterator=iterator
+    )
 
-    def number(token: str) -> int:
-        value = names.get(token.lower())
-        if value is None:
-            if not token.isdigit():
-                allowed = f"{lo}-{hi}" + (
-                    f" or a name such as {next(iter(names))}" if names else ""
-                )
-                raise fail(f"{token!r} is not a number ({allowed})")
-            value = int(token)
-        if not lo <= value <= hi:
-            raise fail(f"{value} is out of range {lo}-{hi}")
-        return value
 
-    found: set[int] = set()
-    for part in raw.split(","):
-        if not part:
-            raise fail("empty list item")
-        base, slash, step_text = part.partition("/")
-        step = 1
-        if slash:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise fail(f"step {step_text!r} must be a whole number of at least 1")
-            step = int(step_text)
-        if base == "*":
-            start, end = lo, hi
-        elif "-" in base:
-            first, _, last = base.partition("-")
-            start, end = number(first), number(last)
-            if start > end:
-                raise fail(f"range {base!r} runs backwards")
-        else:
-            start = number(base)
-            end = hi if slash else start
-        found.update(range(start, end + 1, step))
-    return found
+def _field_error(expression: str, index: int, raw: str, why: str) -> InvalidCronExpression:
+    return InvalidCronExpression(
+        f"cron expression {expression!r}: {FIELD_NAMES[index]} field {raw!r}: {why}"
+    )
+
+
+# Forms that other cron dialects (Quartz, Spring) accept and croniter does not, each with
+# what to write instead; checked before croniter so the error says more than "not acceptable".
+_LAST_WEEKDAY_RE = re.compile(r"^(?:(\d|[a-z]{3})l|(?:\d|[a-z]{3})#l|l[a-z]{3})$")
+
+
+def _refuse_known_unsupported(expression: str, index: int, raw: str) -> None:
+    lowered = raw.lower()
+    for part in lowered.split(","):
+        if re.match(r"^h(\(|/|$)", part):
+            raise _field_error(
+                expression,
+                index,
+                raw,
+                "'H' (hashed) values are not supported: croniter needs a hash id for them,"
+                " which Chancy 0.26 never gave it, so they never worked there either; write a"
+                " fixed value such as '7' (or 'R' for a random one)",
+            )
+        if index == 4 and _LAST_WEEKDAY_RE.match(part):
+            raise _field_error(
+                expression,
+                index,
+                raw,
+                f"{part.upper()!r} is not croniter's spelling of a last weekday; write 'L'"
+                " followed by the weekday number, such as 'L5' for the last Friday of the"
+                " month",
+            )
+        if index == 2 and part in ("lw", "wl"):
+            raise _field_error(
+                expression,
+                index,
+                raw,
+                "'LW' (the last weekday of the month) is not supported; use 'L' for the"
+                " last day of the month or 'nW' for the weekday nearest day n",
+            )
+        if index == 2 and re.match(r"^l-\d+$", part):
+            raise _field_error(
+                expression,
+                index,
+                raw,
+                f"offsets from the last day ({part.upper()!r}) are not supported; use 'L'"
+                " for the last day of the month or list the days",
+            )
+
+
+def _explain(
+    mod: Any, expression: str, fields: tuple[str, ...], exc: Exception
+) -> InvalidCronExpression:
+    """An error naming the field croniter refused (found by trying each field alone)."""
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    for index, raw in enumerate(fields):
+        probe = ["*"] * len(fields)
+        probe[index] = raw
+        try:
+            mod.croniter(" ".join(probe), datetime(2000, 1, 1))
+        except Exception as field_exc:
+            why = _plain(str(field_exc).strip().splitlines()[-1] if str(field_exc).strip() else "")
+            return _field_error(
+                expression,
+                index,
+                raw,
+                f"not valid{f' ({why})' if why else ''}; the {FIELD_NAMES[index]} field takes"
+                f" {_FIELD_VALUES[index]}, as one value, a list 'a,b', a range 'a-b' or a step"
+                " '*/s' or 'a-b/s'",
+            )
+    return InvalidCronExpression(f"cron expression {expression!r}: {_plain(reason)}; {_FORM}")
+
+
+def _plain(reason: str) -> str:
+    """croniter's reason without the expression it repeats in brackets."""
+    reason = re.sub(r"^\[[^\]]*\]\s*", "", reason).strip()
+    reason = re.sub(r"^is not acceptable[,.]?\s*", "", reason).split("  Cron:")[0]
+    return re.sub(r"\s+is not acceptable$", " is not valid", reason).strip().rstrip(".")
 
 
 def get_timezone(tz: tzinfo | str | None) -> tzinfo:

@@ -5,8 +5,19 @@ from chancy.plugins.metrics.metrics import (
     DEFAULT_RETENTION,
     METRICS,
     RESOLUTIONS,
+    Metric,
+    MetricPoint,
     Metrics,
     prometheus_text,
 )
 
-__all__ = ["BUCKETS", "DEFAULT_RETENTION", "METRICS", "RESOLUTIONS", "Metrics", "prometheus_text"]
+__all__ = [
+    "BUCKETS",
+    "DEFAULT_RETENTION",
+    "METRICS",
+    "RESOLUTIONS",
+    "Metric",
+    "MetricPoint",
+    "Metrics",
+    "prometheus_text",
+]

@@ -5,46 +5,62 @@ with a write would double the load. Each worker counts outcomes in memory (a dic
 job, in ``on_job_completed``) and every ``flush_interval`` seconds adds what it counted to the
 current bucket of every resolution with one UPSERT statement. The leader samples queue depths
 (a capped count through the claim index, or the planner's estimate past the cap) and jobs
-pushed (from the statistics collector's insert count, so pushes cost nothing extra).
-
-Stored metrics (``{prefix}metrics``; ``queue`` and ``func`` name the series):
-
-=====================  =========  ===========================================================
-name                   kind       what
-=====================  =========  ===========================================================
-jobs.succeeded         counter    runs that succeeded
-jobs.failed            counter    runs that failed for good (no attempts left, or cancelled)
-jobs.retried           counter    runs that failed and will be retried
-jobs.snoozed           counter    runs that asked to run again later (``Snooze``)
-jobs.runtime           histogram  seconds a run took, per queue and function
-jobs.claim_latency     histogram  seconds from a job's scheduled time to its claim
-jobs.pushed            counter    jobs inserted (all queues; sampled by the leader)
-queue.waiting          gauge      pending and retrying jobs of a queue
-queue.running          gauge      running jobs of a queue
-=====================  =========  ===========================================================
+pushed (from the statistics collector's insert count, so pushes cost nothing extra). Names
+and kinds are in :mod:`chancy.plugins.metrics.model`.
 
 Resolutions ``1min``, ``5min``, ``1hour`` and ``1day`` are kept for ``retention`` seconds each
 (the pruner calls :meth:`Metrics.cleanup`); counters and histograms also have an all-time
 ``total`` row that the Prometheus exposition reads.
+
+Custom metrics, as in Chancy 0.26: job code (in the worker's process) and plugins report them
+with :meth:`Metrics.increment_counter`, :meth:`Metrics.record_gauge` and
+:meth:`Metrics.record_histogram_value` (or a worker's ``metrics.counter``, ``metrics.gauge``
+and ``metrics.histogram`` hub events), under any key such as ``"orders:placed"``. They are
+buffered and flushed with chancy's own series (one row per resolution, plus an all-time row
+that records the key's kind and unit) and read back with :meth:`Metrics.get_metrics`, which
+also offers chancy's job series under 0.26's keys (``queue:<name>:succeeded``,
+``job:<func>:execution_time``, ``global:status:failed``...), and with the Prometheus text.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import functools
 import logging
 import math
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chancy.errors import ConfigurationError
 from chancy.job import QueuedJob
 from chancy.plugin import Plugin
-from chancy.store import Spec
-from chancy.store.loader import Queries
+from chancy.plugins.metrics import reading, store
+from chancy.plugins.metrics.model import (
+    BUCKETS,
+    DEFAULT_RETENTION,
+    DEFAULT_UNIT,
+    GAUGES,
+    HISTOGRAMS,
+    HUB_EVENTS,
+    JOBS_EXPIRED,
+    METRICS,
+    OUTCOME_METRIC,
+    RESOLUTIONS,
+    START_TTL,
+    UNSET,
+    WARN_EVERY,
+    Histogram,
+    Metric,
+    MetricPoint,
+    build_retention,
+    flush_params,
+    invalid,
+    one_of,
+    positive,
+    positive_int,
+)
+from chancy.plugins.metrics.prometheus import prometheus_text
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -57,86 +73,31 @@ __all__ = [
     "HISTOGRAMS",
     "METRICS",
     "RESOLUTIONS",
+    "Metric",
+    "MetricPoint",
     "Metrics",
     "prometheus_text",
 ]
 
 log = logging.getLogger("chancy.metrics")
 
-#: Resolution name -> bucket width in seconds.
-RESOLUTIONS: dict[str, int] = {"1min": 60, "5min": 300, "1hour": 3600, "1day": 86400}
-#: Resolution name -> seconds its buckets are kept.
-DEFAULT_RETENTION: dict[str, float] = {
-    "1min": 6 * 3600,
-    "5min": 2 * 86400,
-    "1hour": 30 * 86400,
-    "1day": 365 * 86400,
-}
-#: Upper bounds (seconds) of the histogram buckets; one more bucket holds the rest.
-BUCKETS: tuple[float, ...] = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    5,
-    10,
-    30,
-    60,
-    300,
-)
-
-COUNTERS = ("jobs.succeeded", "jobs.failed", "jobs.retried", "jobs.snoozed", "jobs.pushed")
-HISTOGRAMS = ("jobs.runtime", "jobs.claim_latency")
-GAUGES = ("queue.waiting", "queue.running")
-#: Every metric name -> its kind.
-METRICS: dict[str, str] = {
-    **{name: "counter" for name in COUNTERS},
-    **{name: "histogram" for name in HISTOGRAMS},
-    **{name: "gauge" for name in GAUGES},
-}
-
-_OUTCOME_METRIC = {
-    QueuedJob.State.SUCCEEDED: "jobs.succeeded",
-    QueuedJob.State.FAILED: "jobs.failed",
-    QueuedJob.State.RETRYING: "jobs.retried",
-    QueuedJob.State.PENDING: "jobs.snoozed",
-}
-#: Start times older than this are forgotten (their job was cancelled or recovered).
-_START_TTL = 86400.0
-
-
-@functools.cache
-def metrics_queries(prefix: str) -> Queries:
-    """The named queries of ``chancy/plugins/metrics/sql`` for one prefix, loaded once."""
-    return Queries("chancy.plugins.metrics.sql", prefix)
-
-
-class _Histogram:
-    __slots__ = ("buckets", "count", "total")
-
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(BUCKETS) + 1)
-        self.count = 0
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.buckets[bisect.bisect_left(BUCKETS, value)] += 1
-        self.count += 1
-        self.total += value
-
 
 class Metrics(Plugin):
     """Counters, histograms and gauges of the queue, aggregated in memory, stored per minute.
 
-    :param flush_interval: seconds between a worker's writes of what it counted.
-    :param sample_interval: seconds between the leader's samples of queue depths.
+    :param flush_interval: seconds between a worker's writes of what it counted (default 15).
+    :param sample_interval: seconds between the leader's samples of queue depths (default 60).
     :param retention: seconds each resolution is kept (missing keys keep the defaults).
     :param depth_cap: queue depths are counted exactly up to this many jobs, estimated above.
+    :param max_buffered_points: custom observations buffered between flushes, counted as
+        Chancy 0.26 did (one point per key and resolution); new keys past it are dropped with
+        a warning until the next flush.
+
+    Chancy 0.26's keywords are accepted too: ``sync_interval`` (``flush_interval``),
+    ``collection_interval`` (``sample_interval``; 0.26 sampled table sizes with it, chancy
+    samples queue depths), ``max_points_per_resolution`` (buckets kept per resolution: sets
+    that resolution's ``retention`` to buckets x its width) and ``maximum_metric_age`` (an upper
+    bound on every resolution's ``retention``).
     """
 
     Resolutions = RESOLUTIONS
@@ -144,35 +105,40 @@ class Metrics(Plugin):
     def __init__(
         self,
         *,
-        flush_interval: float = 15,
-        sample_interval: float = 60,
+        flush_interval: float = UNSET,
+        sample_interval: float = UNSET,
         retention: Mapping[str, float] | None = None,
         depth_cap: int = 10000,
+        max_buffered_points: int = 10000,
+        sync_interval: float = UNSET,
+        collection_interval: float = UNSET,
+        max_points_per_resolution: Mapping[str, int] | None = None,
+        maximum_metric_age: float | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("flush_interval", flush_interval),
-            ("sample_interval", sample_interval),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigurationError(f"Metrics({name}={value!r}) must be a positive number")
-        self.retention = {k: float(v) for k, v in DEFAULT_RETENTION.items()}
-        for key, value in (retention or {}).items():
-            if key not in RESOLUTIONS:
-                raise ConfigurationError(
-                    f"Metrics(retention=...) has unknown resolution {key!r}; valid:"
-                    f" {', '.join(RESOLUTIONS)}"
-                )
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigurationError(f"Metrics retention for {key!r} must be positive seconds")
-            self.retention[key] = float(value)
-        if isinstance(depth_cap, bool) or not isinstance(depth_cap, int) or depth_cap < 1:
-            raise ConfigurationError(f"Metrics(depth_cap={depth_cap!r}) must be an int >= 1")
-        self.flush_interval = float(flush_interval)
-        self.sample_interval = float(sample_interval)
-        self.depth_cap = depth_cap
-        self._counters: dict[tuple[str, str, str], int] = {}
-        self._histograms: dict[tuple[str, str, str], _Histogram] = {}
+        flush_interval = one_of(
+            "flush_interval", flush_interval, "sync_interval", sync_interval, 15
+        )
+        sample_interval = one_of(
+            "sample_interval", sample_interval, "collection_interval", collection_interval, 60
+        )
+        self.flush_interval = positive("flush_interval", flush_interval)
+        self.sample_interval = positive("sample_interval", sample_interval)
+        self.retention = build_retention(retention, max_points_per_resolution, maximum_metric_age)
+        self.depth_cap = positive_int("depth_cap", depth_cap)
+        self.max_buffered_points = positive_int("max_buffered_points", max_buffered_points)
+        self._counters: dict[tuple[str, str, str], int | float] = {}
+        self._histograms: dict[tuple[str, str, str], Histogram] = {}
+        #: Custom gauges: key -> (last value, monotonic time it was observed).
+        self._gauges: dict[tuple[str, str, str], tuple[float, float]] = {}
+        #: Custom keys seen by this process -> (kind, unit); a key keeps its first.
+        self._types: dict[str, tuple[str, str]] = {}
+        #: Custom series waiting for the next flush (bounded by max_buffered_points).
+        self._custom: set[tuple[str, str, str]] = set()
+        # Custom observations may come from job threads; the flush swaps buffers under it.
+        self._lock = threading.Lock()
+        self._last_warning = -math.inf
+        self._handlers: dict[int, tuple[Worker, Any]] = {}
         self._started: dict[Any, float] = {}
         self._last_sample = -math.inf
         self._last_inserted: int | None = None
@@ -186,6 +152,10 @@ class Metrics(Plugin):
 
     def migrate_package(self) -> str | None:
         return "chancy.plugins.metrics.migrations"
+
+    def api_plugin(self) -> str | None:
+        """The dashboard's routes and page for this plugin (Chancy 0.26's hook)."""
+        return "chancy.plugins.metrics.api.MetricsApiPlugin"
 
     # -- counting (the hot path: dict updates only) -------------------------------------
 
@@ -201,7 +171,7 @@ class Metrics(Plugin):
 
     def record(self, job: QueuedJob, *, runtime: float | None = None) -> None:
         """Count one finished run of ``job`` (its state is the run's outcome)."""
-        name = _OUTCOME_METRIC.get(job.state)
+        name = OUTCOME_METRIC.get(job.state)
         if name is None:
             return
         key = (name, job.queue, job.func)
@@ -216,7 +186,7 @@ class Metrics(Plugin):
                 latency = (job.started_at - job.scheduled_at).total_seconds()
                 self.observe("jobs.claim_latency", job.queue, job.func, max(0.0, latency))
 
-    def increment(self, name: str, queue: str = "", func: str = "", value: int = 1) -> None:
+    def increment(self, name: str, queue: str = "", func: str = "", value: int | float = 1) -> None:
         """Add ``value`` to a counter (written at the next flush)."""
         key = (name, queue, func)
         self._counters[key] = self._counters.get(key, 0) + value
@@ -226,8 +196,102 @@ class Metrics(Plugin):
         key = (name, queue, func)
         hist = self._histograms.get(key)
         if hist is None:
-            hist = self._histograms[key] = _Histogram()
+            hist = self._histograms[key] = Histogram()
         hist.observe(value)
+
+    # -- custom metrics (Chancy 0.26's API) -----------------------------------------------
+
+    async def increment_counter(
+        self, metric_key: str, value: float, *, unit: str = "count"
+    ) -> None:
+        """Add ``value`` to the counter ``metric_key``; each bucket holds the sum.
+
+        Buffered in this process and written at the next flush (``flush_interval``), as in
+        Chancy 0.26; call :meth:`flush` to write at once. Use one kind and one unit per key:
+        an observation that disagrees with the key's first, an invalid key (1 to 1,024 bytes)
+        or a value that is not a finite number is dropped with a warning, never raised, so a
+        metric cannot fail a job.
+        """
+        self._record(metric_key, value, "counter", unit)
+
+    async def record_gauge(self, metric_key: str, value: float, *, unit: str = "number") -> None:
+        """Set the gauge ``metric_key``; each bucket keeps the latest value (across workers,
+        by when it was observed)."""
+        self._record(metric_key, value, "gauge", unit)
+
+    async def record_histogram_value(
+        self, metric_key: str, value: float, *, unit: str = "number"
+    ) -> None:
+        """Add one value to the histogram ``metric_key``; each bucket keeps its count, sum,
+        minimum and maximum (and, for ``unit="seconds"``, Prometheus buckets)."""
+        self._record(metric_key, value, "histogram", unit)
+
+    def _warn(self, message: str) -> None:
+        # Bad custom observations must neither flood the log nor stop a worker.
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY:
+            self._last_warning = now
+            log.warning("%s (further such warnings are held back for a minute)", message)
+
+    def _record(self, key: Any, value: Any, kind: str, unit: Any) -> None:
+        unit = DEFAULT_UNIT[kind] if unit is None else unit
+        problem = invalid(key, value, unit)
+        if problem:
+            self._warn(f"dropped the {kind} metric {str(key)[:100]!r}: {problem}")
+            return
+        if key in METRICS:
+            self._warn(
+                f"dropped the {kind} metric {key!r}: that name is one of chancy's own metrics;"
+                " report custom metrics under another key"
+            )
+            return
+        value = float(value)
+        series = (key, "", "")
+        with self._lock:
+            known = self._types.setdefault(key, (kind, unit))
+            if known != (kind, unit):
+                self._warn(
+                    f"dropped the {kind} metric {key!r} in {unit!r}: the key was first recorded"
+                    f" as a {known[0]} in {known[1]!r}; use one kind and unit per key"
+                )
+                return
+            if (
+                series not in self._custom
+                and (len(self._custom) + 1) * len(RESOLUTIONS) > self.max_buffered_points
+            ):
+                self._warn(
+                    f"dropped the {kind} metric {key!r}: {len(self._custom)} custom metrics are"
+                    " waiting for the next flush (max_buffered_points)"
+                )
+                return
+            self._custom.add(series)
+            if kind == "counter":
+                self._counters[series] = self._counters.get(series, 0) + value
+            elif kind == "gauge":
+                self._gauges[series] = (value, time.monotonic())
+            else:
+                hist = self._histograms.get(series)
+                if hist is None:
+                    hist = self._histograms[series] = Histogram(bucketed=unit == "seconds")
+                hist.observe(value)
+
+    def _on_hub_metric(self, event: Any) -> None:
+        body = event.body or {}
+        if event.name == JOBS_EXPIRED:  # a claim failed jobs past their deadline
+            for _, func in body.get("jobs", ()):
+                self.increment("jobs.expired", body.get("queue", ""), func)
+            return
+        kind = event.name.removeprefix("metrics.")
+        self._record(body.get("key"), body.get("value"), kind, body.get("unit"))
+
+    async def on_worker_started(self, worker: Worker) -> None:
+        # Chancy 0.26's Worker.increment_counter & co. emit these events on the worker's hub.
+        if id(worker) in self._handlers:
+            return
+        handler = self._on_hub_metric
+        for name in HUB_EVENTS:
+            worker.hub.on(name, handler)
+        self._handlers[id(worker)] = (worker, handler)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -244,75 +308,56 @@ class Metrics(Plugin):
 
         What could not be written (the database is unreachable) is kept for the next flush.
         """
-        counters, self._counters = self._counters, {}
-        histograms, self._histograms = self._histograms, {}
-        if not counters and not histograms:
+        with self._lock:
+            counters, self._counters = self._counters, {}
+            histograms, self._histograms = self._histograms, {}
+            gauges, self._gauges = self._gauges, {}
+            self._custom = set()
+        if not counters and not histograms and not gauges:
             return 0
-        rows: list[tuple[str, str, str, str, int, float, str | None]] = []
-        for (name, queue, func), count in sorted(counters.items()):
-            rows.append((name, "counter", queue, func, count, 0.0, None))
-        for (name, queue, func), hist in sorted(histograms.items()):
-            text = "{" + ",".join(map(str, hist.buckets)) + "}"
-            rows.append((name, "histogram", queue, func, hist.count, hist.total, text))
-        params = {
-            "names": [r[0] for r in rows],
-            "kinds": [r[1] for r in rows],
-            "queues": [r[2] for r in rows],
-            "funcs": [r[3] for r in rows],
-            "counts": [r[4] for r in rows],
-            "totals": [r[5] for r in rows],
-            "histograms": [r[6] for r in rows],
-            **self._resolution_params(total=True),
-        }
+        now = time.monotonic()
+        units = dict(self._types)
+
+        def unit_of(name: str, queue: str, func: str) -> str | None:
+            # Custom series carry their unit; chancy's own (per queue and function) none.
+            known = units.get(name) if queue == func == "" else None
+            return known[1] if known else None
+
+        params = flush_params(counters, histograms, gauges, unit_of, now)
+        params.update(self._resolution_params(total=True))
         try:
-            await chancy._run(Spec(metrics_queries(chancy.prefix)["metrics_add"], params))
+            await chancy.db.run(store.add(chancy.prefix, params))
         except BaseException:
-            self._merge_back(counters, histograms)
+            self._merge_back(counters, histograms, gauges)
             raise
-        return len(rows)
+        return len(params["names"])
 
     def _merge_back(
         self,
-        counters: dict[tuple[str, str, str], int],
-        histograms: dict[tuple[str, str, str], _Histogram],
+        counters: dict[tuple[str, str, str], int | float],
+        histograms: dict[tuple[str, str, str], Histogram],
+        gauges: dict[tuple[str, str, str], tuple[float, float]],
     ) -> None:
-        for key, count in counters.items():
-            self._counters[key] = self._counters.get(key, 0) + count
-        for key, hist in histograms.items():
-            mine = self._histograms.get(key)
-            if mine is None:
-                self._histograms[key] = hist
-                continue
-            mine.count += hist.count
-            mine.total += hist.total
-            mine.buckets = [a + b for a, b in zip(mine.buckets, hist.buckets, strict=True)]
+        with self._lock:
+            for key, count in counters.items():
+                self._counters[key] = self._counters.get(key, 0) + count
+            for key, hist in histograms.items():
+                mine = self._histograms.get(key)
+                if mine is None:
+                    self._histograms[key] = hist
+                else:
+                    mine.merge(hist)
+            for key, observed in gauges.items():
+                # A newer value recorded meanwhile wins.
+                self._gauges.setdefault(key, observed)
+            self._custom.update(k for k in (*counters, *histograms, *gauges) if k[0] in self._types)
 
     async def queue_depths(self, chancy: Chancy) -> dict[str, dict[str, Any]]:
         """Waiting and running jobs per queue: exact up to ``depth_cap``, estimated above."""
-        q = metrics_queries(chancy.prefix)
-        rows: list[dict[str, Any]] = await chancy._run(
-            Spec(q["metrics_queue_depth"], {"cap": self.depth_cap}, "all")
-        )
-        out: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            waiting = int(row["waiting"])
-            estimated = False
-            if waiting >= self.depth_cap:
-                plan: Any = await chancy._run(
-                    Spec(q["metrics_queue_waiting_estimate"], {"queue": row["queue"]}, "one")
-                )
-                waiting = max(waiting, _plan_rows(plan))
-                estimated = True
-            out[row["queue"]] = {
-                "waiting": waiting,
-                "running": int(row["running"]),
-                "estimated": estimated,
-            }
-        return out
+        return await reading.queue_depths(chancy, self.depth_cap)
 
     async def sample(self, chancy: Chancy) -> dict[str, dict[str, Any]]:
         """The leader's sample: queue depth gauges and jobs pushed since the last sample."""
-        q = metrics_queries(chancy.prefix)
         depths = await self.queue_depths(chancy)
         names: list[str] = []
         queues: list[str] = []
@@ -323,20 +368,14 @@ class Metrics(Plugin):
                 queues.append(queue)
                 values.append(float(depth[key]))
         if names:
-            await chancy._run(
-                Spec(
-                    q["metrics_set_gauges"],
-                    {
-                        "names": names,
-                        "queues": queues,
-                        "values": values,
-                        **self._resolution_params(total=False),
-                    },
-                )
-            )
-        row: Any = await chancy._run(
-            Spec(q["metrics_jobs_inserted"], {"table": f"{chancy.prefix}jobs"}, "one")
-        )
+            params = {
+                "names": names,
+                "queues": queues,
+                "values": values,
+                **self._resolution_params(total=False),
+            }
+            await chancy.db.run(store.set_gauges(chancy.prefix, params))
+        row = await chancy.db.run(store.jobs_inserted(chancy.prefix))
         inserted = int(row["inserted"]) if row else 0
         if self._last_inserted is not None and inserted > self._last_inserted:
             self.increment("jobs.pushed", value=inserted - self._last_inserted)
@@ -345,22 +384,13 @@ class Metrics(Plugin):
 
     async def cleanup(self, chancy: Chancy) -> int | None:
         """Delete buckets past their resolution's retention; return rows deleted."""
-        row: Any = await chancy._run(
-            Spec(
-                metrics_queries(chancy.prefix)["metrics_cleanup"],
-                {
-                    "resolutions": list(self.retention),
-                    "keep": [float(v) for v in self.retention.values()],
-                },
-                "one",
-            )
-        )
+        row = await chancy.db.run(store.cleanup(chancy.prefix, self.retention))
         return int(row["deleted"]) if row else 0
 
     # -- the service --------------------------------------------------------------------
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
-        has_pruner = "chancy.pruner" in chancy.plugins
+        has_pruner = any(p.calls_cleanup for p in chancy.plugins.values())
         last_cleanup = time.monotonic()
         while True:
             await self.sleep(min(self.flush_interval, self.sample_interval))
@@ -377,7 +407,7 @@ class Metrics(Plugin):
     def _forget_stale_starts(self, now: float) -> None:
         if not self._started:
             return
-        stale = [k for k, t in self._started.items() if now - t > _START_TTL]
+        stale = [k for k, t in self._started.items() if now - t > START_TTL]
         for key in stale:
             del self._started[key]
 
@@ -386,74 +416,81 @@ class Metrics(Plugin):
             await self.flush(worker.chancy)
         except Exception:
             log.warning("could not write the last metrics at shutdown", exc_info=True)
+        registered = self._handlers.pop(id(worker), None)
+        if registered is not None:
+            for name in HUB_EVENTS:
+                worker.hub.remove(name, registered[1])
 
-    # -- reading ------------------------------------------------------------------------
+    # -- reading (Chancy 0.26's API; see chancy.plugins.metrics.reading) ----------------
 
-    @staticmethod
-    async def get_series(
-        chancy: Chancy,
-        names: Sequence[str],
+    def window(
+        self,
+        resolution: str = "5min",
         *,
-        resolution: str = "1min",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        queue: str | None = None,
-        func: str | None = None,
-        limit: int = 20000,
-    ) -> list[dict[str, Any]]:
-        """Buckets of ``names`` at ``resolution`` between ``since`` and ``until``.
-
-        Each row: ``name, kind, queue, func, bucket, count, total, histogram``.
-        """
-        if resolution not in RESOLUTIONS and resolution != "total":
-            raise ValueError(
-                f"unknown resolution {resolution!r}; valid: {', '.join(RESOLUTIONS)}, total"
-            )
-        now = datetime.now(UTC)
-        until = until or now + timedelta(days=1)
-        if since is None and resolution == "total":
-            since = datetime(2000, 1, 1, tzinfo=UTC)
-        elif since is None:
-            since = now - timedelta(seconds=RESOLUTIONS[resolution] * 60)
-        rows: list[dict[str, Any]] = await chancy._run(
-            Spec(
-                metrics_queries(chancy.prefix)["metrics_series"],
-                {
-                    "names": list(names),
-                    "resolution": resolution,
-                    "since": since,
-                    "until": until,
-                    "queue": queue,
-                    "func": func,
-                    "limit": limit,
-                },
-                "all",
-            )
+        start: datetime | None = None,
+        end: datetime | None = None,
+        range_seconds: int | None = None,
+        limit: int | None = None,
+    ) -> tuple[datetime, datetime]:
+        """The ``[start, end)`` a :meth:`get_metrics` call with these arguments covers, as
+        in Chancy 0.26 (see :func:`chancy.plugins.metrics.reading.window`)."""
+        return reading.window(
+            self.retention,
+            resolution,
+            start=start,
+            end=end,
+            range_seconds=range_seconds,
+            limit=limit,
         )
-        return rows
+
+    async def list_metrics(self, chancy: Chancy) -> list[str]:
+        """Every key :meth:`get_metrics` can answer, in alphabetical order."""
+        return await reading.list_metrics(chancy)
+
+    async def get_metrics(
+        self,
+        chancy: Chancy,
+        metric_prefix: str | None = None,
+        worker_id: str | None = None,
+        *,
+        resolution: str = "5min",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        range_seconds: int | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Metrics whose key is ``metric_prefix`` or starts with it and ``:``, over a window:
+        Chancy 0.26's call and answer (see :func:`chancy.plugins.metrics.reading.get_metrics`)."""
+        return await reading.get_metrics(
+            chancy,
+            self.retention,
+            metric_prefix,
+            worker_id,
+            resolution=resolution,
+            start=start,
+            end=end,
+            range_seconds=range_seconds,
+            limit=limit,
+        )
+
+    # -- reading (chancy's series) --------------------------------------------------------
+
+    get_series = staticmethod(reading.get_series)
 
     @staticmethod
     async def get_names(chancy: Chancy) -> list[dict[str, Any]]:
         """The series that exist: ``name, kind, queue, func``."""
-        rows: list[dict[str, Any]] = await chancy._run(
-            Spec(metrics_queries(chancy.prefix)["metrics_names"], None, "all")
-        )
-        return rows
+        return await chancy.db.run(store.names(chancy.prefix))
 
     @staticmethod
     async def get_totals(chancy: Chancy) -> list[dict[str, Any]]:
         """All-time counters and histograms per series."""
-        rows: list[dict[str, Any]] = await chancy._run(
-            Spec(metrics_queries(chancy.prefix)["metrics_totals"], None, "all")
-        )
-        return rows
+        return await chancy.db.run(store.totals(chancy.prefix))
 
     @staticmethod
     async def get_latest_gauges(chancy: Chancy) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await chancy._run(
-            Spec(metrics_queries(chancy.prefix)["metrics_latest_gauges"], None, "all")
-        )
-        return rows
+        """The latest value of every gauge series."""
+        return await chancy.db.run(store.latest_gauges(chancy.prefix))
 
     @classmethod
     async def prometheus(cls, chancy: Chancy) -> str:
@@ -461,79 +498,3 @@ class Metrics(Plugin):
         totals = await cls.get_totals(chancy)
         gauges = await cls.get_latest_gauges(chancy)
         return prometheus_text(totals, gauges)
-
-
-def _plan_rows(plan: Any) -> int:
-    try:
-        document = plan["QUERY PLAN"] if isinstance(plan, Mapping) else plan[0]
-        if isinstance(document, str):
-            import json
-
-            document = json.loads(document)
-        return int(document[0]["Plan"]["Plan Rows"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return 0
-
-
-def _prom_name(name: str) -> str:
-    return "chancy_" + "".join(c if c.isalnum() else "_" for c in name)
-
-
-def _prom_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    inner = ",".join(f'{k}="{_prom_label(v)}"' for k, v in pairs if v != "")
-    return "{" + inner + "}" if inner else ""
-
-
-def _fmt(value: float) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-def prometheus_text(
-    totals: Iterable[Mapping[str, Any]], gauges: Iterable[Mapping[str, Any]]
-) -> str:
-    """Render all-time rows and latest gauges in the Prometheus text format (0.0.4)."""
-    out: list[str] = []
-    by_name: dict[str, list[Mapping[str, Any]]] = {}
-    for row in totals:
-        by_name.setdefault(row["name"], []).append(row)
-    for name in sorted(by_name):
-        rows = by_name[name]
-        kind = rows[0]["kind"]
-        if kind == "counter":
-            metric = _prom_name(name) + "_total"
-            out.append(f"# HELP {metric} chancy {name} (all time)")
-            out.append(f"# TYPE {metric} counter")
-            for row in rows:
-                labels = _labels((("queue", row["queue"]), ("func", row["func"])))
-                out.append(f"{metric}{labels} {int(row['count'])}")
-        elif kind == "histogram":
-            metric = _prom_name(name) + "_seconds"
-            out.append(f"# HELP {metric} chancy {name} in seconds (all time)")
-            out.append(f"# TYPE {metric} histogram")
-            for row in rows:
-                base = (("queue", row["queue"]), ("func", row["func"]))
-                counts = list(row["histogram"] or [])
-                cumulative = 0
-                for bound, count in zip((*BUCKETS, math.inf), counts, strict=False):
-                    cumulative += int(count)
-                    le = "+Inf" if bound == math.inf else _fmt(float(bound))
-                    out.append(f"{metric}_bucket{_labels((*base, ('le', le)))} {cumulative}")
-                out.append(f"{metric}_sum{_labels(base)} {_fmt(float(row['total']))}")
-                out.append(f"{metric}_count{_labels(base)} {int(row['count'])}")
-    gauge_rows: dict[str, list[Mapping[str, Any]]] = {}
-    for row in gauges:
-        gauge_rows.setdefault(row["name"], []).append(row)
-    for name in sorted(gauge_rows):
-        metric = _prom_name(name)
-        out.append(f"# HELP {metric} chancy {name} (last sample)")
-        out.append(f"# TYPE {metric} gauge")
-        for row in gauge_rows[name]:
-            labels = _labels((("queue", row["queue"]), ("func", row["func"])))
-            out.append(f"{metric}{labels} {_fmt(float(row['value']))}")
-    return "\n".join(out) + "\n"

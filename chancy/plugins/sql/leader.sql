@@ -11,14 +11,21 @@
 -- left on its lease as the statement's snapshot saw them, so a follower can try again right
 -- when that lease runs out.
 WITH taken AS (
-    INSERT INTO {prefix}leader AS l (id, worker_id, last_seen, expires_at, term)
-    VALUES (1, %(worker_id)s, now(), now() + make_interval(secs => %(timeout)s), 1)
+    INSERT INTO {prefix}leader AS l (id, worker_id, last_seen, expires_at, term, liveness_key)
+    VALUES (1, %(worker_id)s, now(), now() + make_interval(secs => %(timeout)s), 1,
+            %(liveness_key)s)
     ON CONFLICT (id) DO UPDATE
         SET worker_id = EXCLUDED.worker_id,
             last_seen = EXCLUDED.last_seen,
             expires_at = EXCLUDED.expires_at,
-            term = l.term + 1
+            term = l.term + 1,
+            liveness_key = EXCLUDED.liveness_key,
+            lost_at = NULL
         WHERE l.expires_at <= now() OR l.worker_id = EXCLUDED.worker_id
+            -- The holder's session ended over the grace period ago (leader_probe marked it)
+            -- and its liveness lock is still free: its lease dies with it.
+            OR (l.lost_at <= now() - make_interval(secs => %(grace)s::float8)
+                AND pg_try_advisory_xact_lock(l.liveness_key))
     RETURNING l.term
 )
 SELECT
@@ -27,12 +34,44 @@ SELECT
     (SELECT extract(epoch FROM expires_at - now())::float8 FROM {prefix}leader WHERE id = 1)
         AS remaining;
 
+-- name: leader_probe
+-- A follower's check of the leader's session: its liveness lock free marks the lease lost
+-- (lost_at, from the first time it was seen free), held clears the mark. Writes only when the
+-- mark changes. Returns whether an election may take over now (lost for the grace period).
+WITH current AS (
+    SELECT l.liveness_key, l.lost_at, pg_try_advisory_xact_lock(l.liveness_key) AS free
+    FROM {prefix}leader AS l
+    WHERE l.id = 1 AND l.liveness_key IS NOT NULL AND l.expires_at > now()
+      AND l.worker_id <> %(worker_id)s
+), marked AS (
+    UPDATE {prefix}leader AS l
+    SET lost_at = CASE WHEN c.free THEN now() END
+    FROM current AS c
+    WHERE l.id = 1 AND (l.lost_at IS NULL) = c.free
+    RETURNING l.lost_at
+)
+SELECT coalesce((
+    SELECT c.free AND c.lost_at <= now() - make_interval(secs => %(grace)s::float8)
+    FROM current AS c
+), false) AS takeover,
+(SELECT c.free FROM current AS c) AS free;
+
 -- name: leader_renew
--- Extend the lease; only the current holder of a live lease (worker and term) can.
-UPDATE {prefix}leader
-SET last_seen = now(), expires_at = now() + make_interval(secs => %(timeout)s)
-WHERE id = 1 AND worker_id = %(worker_id)s AND term = %(term)s AND expires_at > now()
-RETURNING term;
+-- Extend the lease; only the current holder of a live lease (worker and term) can. A renewal
+-- is announced (leadership.renewed, as Chancy 0.26 did) when notifications are on.
+WITH renewed AS (
+    UPDATE {prefix}leader
+    SET last_seen = now(), expires_at = now() + make_interval(secs => %(timeout)s),
+        liveness_key = %(liveness_key)s
+    WHERE id = 1 AND worker_id = %(worker_id)s AND term = %(term)s AND expires_at > now()
+    RETURNING term
+), told AS (
+    SELECT pg_notify('{prefix}events', json_build_object(
+        't', 'leadership.renewed', 'worker_id', %(worker_id)s::text, 'term', r.term)::text)
+    FROM renewed AS r
+    WHERE %(notify)s
+)
+SELECT r.term, (SELECT count(*) FROM told) AS notified FROM renewed AS r;
 
 -- name: leader_resign
 -- Give up the lease at once (expire it, keeping the term) and tell the followers, so one
@@ -49,7 +88,3 @@ WITH resigned AS (
     WHERE %(notify)s
 )
 SELECT r.term, (SELECT count(*) FROM told) AS notified FROM resigned AS r;
-
--- name: leader_get
-SELECT worker_id, term, last_seen, expires_at, expires_at > now() AS live
-FROM {prefix}leader WHERE id = 1;

@@ -10,12 +10,7 @@ WITH picked AS (
     WHERE j.state IN ('pending', 'retrying')
       AND (%(after)s::uuid IS NULL OR j.id > %(after)s::uuid)
       AND ({where})
-      AND (NOT %(fenced)s OR EXISTS (
-          SELECT 1 FROM {prefix}leader AS l
-          WHERE l.id = 1 AND l.worker_id = %(leader)s AND l.term = %(term)s::bigint
-            AND l.expires_at > now()
-          FOR SHARE
-      ))
+      AND {leader_fence}
     ORDER BY j.id
     LIMIT %(limit)s
     FOR UPDATE OF j SKIP LOCKED

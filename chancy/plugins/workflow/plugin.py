@@ -41,41 +41,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, LiteralString
 
-from psycopg.rows import dict_row
-
+from chancy import events
 from chancy.errors import ConfigurationError
-from chancy.job import Job, QueuedJob
+from chancy.job import QueuedJob
 from chancy.plugin import Plugin, PluginScope
 from chancy.plugins.leadership import lease_params
-from chancy.plugins.workflow.workflow import Workflow, WorkflowStep
-from chancy.store import Spec, run
-from chancy.store.loader import Queries
-from chancy.store.runner import dict_cursor
-from chancy.utils import chancy_uuid, json_dumps
+from chancy.plugins.workflow import store
+from chancy.plugins.workflow.advance import PassResult, pass_plan
+from chancy.plugins.workflow.client import UNFENCED, WorkflowClient
+from chancy.rule import Condition, JobRules, Op
 
 if TYPE_CHECKING:
-    import psycopg
-
     from chancy.app import Chancy
     from chancy.worker import Worker
 
 log = logging.getLogger("chancy.workflow")
 
-_UNFENCED = {"leader": None, "term": None, "fenced": False}
 
 #: Events (hub and NOTIFY) of this plugin.
-CREATED = "workflow.created"
-FINISHED = "workflow.finished"
-
-_TERMINAL = frozenset({Workflow.State.COMPLETED, Workflow.State.FAILED})
+CREATED = events.WORKFLOW_CREATED
+UPDATED = events.WORKFLOW_UPDATED
+FINISHED = events.WORKFLOW_FINISHED
 
 #: Dependency results kept by each worker process: how many, and the largest stored size.
 _CACHE_ENTRIES = 4096
@@ -85,55 +79,96 @@ _CACHE_MAX_SIZE = 64 * 1024
 _MAX_TRACKED_IDS = 20_000
 
 
-@functools.cache
-def workflow_queries(prefix: str) -> Queries:
-    """The named queries of ``chancy/plugins/workflow/sql`` for one prefix, loaded once."""
-    return Queries("chancy.plugins.workflow.sql", prefix)
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
 
 
-@dataclasses.dataclass(slots=True)
-class PassResult:
-    """What one advancing pass did."""
-
-    leader: bool = True
-    queued: int = 0
-    finished: int = 0
-    #: Unfinished workflows a full pass looked at.
-    active: int = 0
-    #: True when the pass stopped at its step limit: run another one at once.
-    more: bool = False
+_UNSET: Any = _Unset()
 
 
-def _workflow_id(value: Any) -> uuid.UUID:
-    if isinstance(value, Workflow):
-        value = value.id
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except ValueError:
-        raise KeyError(f"{value!r} is not a workflow id (a UUID)") from None
+def _one_of(ours: str, ours_value: Any, theirs: str, theirs_value: Any, default: Any) -> Any:
+    """The value of a setting that chancy and Chancy 0.26 name differently; both is an error."""
+    if ours_value is not _UNSET and theirs_value is not _UNSET:
+        raise ConfigurationError(
+            f"WorkflowPlugin got both {ours}= and {theirs}= (Chancy 0.26's name for it);"
+            f" give only one"
+        )
+    if ours_value is not _UNSET:
+        return ours_value
+    return default if theirs_value is _UNSET else theirs_value
 
 
-class WorkflowPlugin(Plugin):
+def _retention_of(rule: Any) -> Any:
+    """The retention (seconds) that Chancy 0.26's ``pruning_rule`` asks for."""
+    if rule is _UNSET or rule is None:
+        return _UNSET
+    if (
+        isinstance(rule, Condition)
+        and isinstance(rule.rule, JobRules.Age)
+        and rule.op in (Op.GT, Op.GE)
+    ):
+        value = rule.value
+        return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    raise ConfigurationError(
+        f"WorkflowPlugin(pruning_rule={rule!r}): chancy deletes finished workflows by how long"
+        " ago they finished, so only WorkflowPlugin.Rules.Age() > seconds is accepted; or give"
+        " retention=seconds (None keeps them)"
+    )
+
+
+class WorkflowPlugin(WorkflowClient, Plugin):
     """DAGs of jobs, advanced by the leader (a default plugin).
 
     :param poll_interval: seconds between full passes over every unfinished workflow (passes
-        also run at once on notifications, so this only bounds the delay without them).
+        also run at once on notifications, so this only bounds the delay without them);
+        default 1.
     :param retention: seconds a finished (completed or failed) workflow is kept, counted from
         when it finished, before the pruner's cleanup deletes it with its steps (their jobs are
-        the pruner's); None keeps them for ever.
+        the pruner's); None keeps them for ever; default 86400.
     :param max_steps_per_pass: steps queued per transaction; more ready steps take more passes.
-    :param batch_size: workflows per transaction in a full pass, and per cleanup statement.
+    :param batch_size: workflows per transaction in a full pass, and per cleanup statement;
+        default 500.
+
+    Chancy 0.26's keywords are accepted too: ``polling_interval`` (``poll_interval``),
+    ``max_workflows_per_run`` (``batch_size``), ``pruning_rule`` (only of the form
+    ``WorkflowPlugin.Rules.Age() > seconds``, which sets ``retention``; the age counts from
+    when the workflow finished, not from when it was created) and ``max_pending_workflows``
+    (how many finished jobs a leader tracks between passes before it runs a full pass
+    instead).
     """
+
+    class Rules:
+        """Rules of Chancy 0.26's ``pruning_rule``."""
+
+        class Age(JobRules.Age):
+            """Seconds since the workflow finished (see the class's ``pruning_rule``)."""
+
+            def __repr__(self) -> str:
+                return "WorkflowPlugin.Rules.Age()"
 
     def __init__(
         self,
         *,
-        poll_interval: float = 1,
-        retention: float | None = 86400,
+        poll_interval: float = _UNSET,
+        retention: float | None = _UNSET,
         max_steps_per_pass: int = 5000,
-        batch_size: int = 500,
+        batch_size: int = _UNSET,
+        polling_interval: float = _UNSET,
+        max_workflows_per_run: int = _UNSET,
+        pruning_rule: Any = _UNSET,
+        max_pending_workflows: int = _MAX_TRACKED_IDS,
     ) -> None:
         super().__init__()
+        poll_interval = _one_of(
+            "poll_interval", poll_interval, "polling_interval", polling_interval, 1
+        )
+        batch_size = _one_of(
+            "batch_size", batch_size, "max_workflows_per_run", max_workflows_per_run, 500
+        )
+        retention = _one_of(
+            "retention", retention, "pruning_rule", _retention_of(pruning_rule), 86400
+        )
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float):
             raise ConfigurationError(
                 f"WorkflowPlugin(poll_interval={poll_interval!r}) must be seconds"
@@ -146,9 +181,14 @@ class WorkflowPlugin(Plugin):
             raise ConfigurationError(
                 f"WorkflowPlugin(retention={retention!r}) must be seconds (>= 0) or None"
             )
-        for name, value in (("max_steps_per_pass", max_steps_per_pass), ("batch_size", batch_size)):
+        for name, value in (
+            ("max_steps_per_pass", max_steps_per_pass),
+            ("batch_size", batch_size),
+            ("max_pending_workflows", max_pending_workflows),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"WorkflowPlugin({name}={value!r}) must be an int >= 1")
+        self.max_pending_workflows = max_pending_workflows
         self.poll_interval = float(poll_interval)
         self.retention = None if retention is None else float(retention)
         self.max_steps_per_pass = max_steps_per_pass
@@ -159,7 +199,9 @@ class WorkflowPlugin(Plugin):
 
     @classmethod
     def get_identifier(cls) -> str:
-        return "chancy.workflow"
+        # Chancy 0.26's identifier: code looks the plugin up as
+        # chancy.plugins["chancy.workflow_plugin"].
+        return "chancy.workflow_plugin"
 
     @classmethod
     def get_scope(cls) -> PluginScope:
@@ -171,239 +213,71 @@ class WorkflowPlugin(Plugin):
     def migrate_package(self) -> str | None:
         return "chancy.plugins.workflow.migrations"
 
+    def api_plugin(self) -> str | None:
+        """The dashboard's routes and page for this plugin (Chancy 0.26's hook)."""
+        return "chancy.plugins.workflow.api.WorkflowApiPlugin"
+
     def wake_up(self) -> None:
         super().wake_up()
         for event in self._wakers:
             event.set()
 
-    # -- pushing and reading ------------------------------------------------------------
-
-    @classmethod
-    async def push(cls, chancy: Chancy, workflow: Workflow) -> str:
-        """Validate and store ``workflow`` (one transaction); return its id.
-
-        The leader queues its first steps at once (it is told by NOTIFY) or at its next poll.
-        """
-        pool = await chancy.open()
-        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            return await cls.push_ex(chancy, cur, workflow)
-
-    @classmethod
-    async def push_ex(
-        cls, chancy: Chancy, cursor: psycopg.AsyncCursor[Any], workflow: Workflow
-    ) -> str:
-        """Store ``workflow`` inside the caller's transaction; return its id."""
-        spec, workflow_id = cls._insert_spec(chancy, workflow)
-        async with dict_cursor(cursor) as cur:
-            row: Any = await run(cur, spec)
-        return cls._stored(workflow, workflow_id, row)
-
-    @classmethod
-    def _insert_spec(cls, chancy: Chancy, workflow: Workflow) -> tuple[Spec[Any], Any]:
-        workflow.validate()
-        order = list(workflow.steps)  # stored (and fetched) in the order they were added
-        workflow_id = chancy_uuid()
-        steps = [workflow.steps[key] for key in order]
-        params = {
-            "id": workflow_id,
-            "name": workflow.name,
-            "step_ids": order,
-            "jobs": [json_dumps(step.job.pack()) for step in steps],
-            "dependencies": [json_dumps(list(step.dependencies)) for step in steps],
-            "notify": chancy.notifications,
-        }
-        q = workflow_queries(chancy.prefix)
-        return Spec(q["workflow_insert"], params, "one"), workflow_id
-
-    @staticmethod
-    def _stored(workflow: Workflow, workflow_id: Any, row: Any) -> str:
-        workflow.id = str(workflow_id)
-        workflow.state = Workflow.State.PENDING
-        workflow.created_at = row["created_at"]
-        workflow.updated_at = row["updated_at"]
-        return workflow.id
-
-    @classmethod
-    async def fetch_workflow(cls, chancy: Chancy, workflow_id: Any) -> Workflow | None:
-        """The workflow with this id, with its steps' current states, or None."""
-        try:
-            wanted = _workflow_id(workflow_id)
-        except KeyError:
-            return None
-        found = await cls.fetch_workflows(chancy, ids=[wanted], limit=1)
-        return found[0] if found else None
-
-    @classmethod
-    async def fetch_workflows(
-        cls,
-        chancy: Chancy,
-        *,
-        states: Iterable[str] | None = None,
-        ids: Iterable[Any] | None = None,
-        name: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Workflow]:
-        """Workflows matching every given filter, newest first."""
-        spec = _fetch_spec(chancy, states, ids, name, limit, offset)
-        rows: Any = await chancy._run(spec)
-        return [_workflow_from_row(row) for row in rows]
-
-    @classmethod
-    async def wait_for_workflow(
-        cls,
-        chancy: Chancy,
-        workflow_id: Any,
-        *,
-        interval: float = 1,
-        timeout: float | None = None,
-    ) -> Workflow:
-        """Wait until the workflow is completed or failed, and return it.
-
-        Woken by NOTIFY when notifications are on; reads the workflow every ``interval``
-        seconds either way. Raises ``KeyError`` for an unknown id (or one deleted meanwhile)
-        and ``TimeoutError`` after ``timeout`` seconds.
-        """
-        wanted = _workflow_id(workflow_id)
-        key = str(wanted)
-        q = workflow_queries(chancy.prefix)
-        woken = asyncio.Event()
-        unsubscribe: Any = None
-        if chancy.notifications:
-            notifier = await chancy.notifier()
-
-            def on_event(payload: dict[str, Any]) -> None:
-                if payload.get("t") == FINISHED and payload.get("id") == key:
-                    woken.set()
-
-            unsubscribe = notifier.subscribe(on_event)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                woken.clear()
-                row: Any = await chancy._run(Spec(q["workflow_state"], {"id": wanted}, "one"))
-                if row is None:
-                    raise KeyError(f"no workflow with id {key}")
-                if row["state"] in _TERMINAL:
-                    found = await cls.fetch_workflow(chancy, wanted)
-                    if found is None:
-                        raise KeyError(f"no workflow with id {key}")
-                    return found
-                budget = interval
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError(
-                            f"workflow {key} did not finish within {timeout}s (it is"
-                            f" {row['state']})"
-                        )
-                    budget = min(budget, remaining)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), budget)
-        finally:
-            if unsubscribe is not None:
-                unsubscribe()
-
     # -- a step's dependencies' results ---------------------------------------------------
 
-    async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
-        marker = job.meta.get("workflow") if job.meta else None
-        if not isinstance(marker, dict):
-            return job
-        wanted = marker.get("dependencies")
-        if not wanted or not isinstance(wanted, list):
-            return job
-        try:
-            workflow_id = uuid.UUID(str(marker["id"]))
-        except (KeyError, ValueError):
-            return job
+    async def on_jobs_starting(self, *, jobs: list[QueuedJob], worker: Worker) -> list[QueuedJob]:
+        """Give each step of a claimed batch its dependencies' results, read in one statement
+        for the whole batch (small succeeded results are cached for a fan-out's siblings)."""
         prefix = worker.chancy.prefix
-        found: dict[str, Any] = {}
-        missing: list[str] = []
-        for step_id in wanted:
-            key = (prefix, workflow_id, step_id)
-            if key in self._results:
-                self._results.move_to_end(key)
-                found[step_id] = self._results[key]
-            else:
-                missing.append(step_id)
+        steps: dict[int, tuple[uuid.UUID, list[str]]] = {}
+        for index, job in enumerate(jobs):
+            marker = job.meta.get("workflow") if job.meta else None
+            if not isinstance(marker, dict):
+                continue
+            wanted = marker.get("dependencies")
+            if not wanted or not isinstance(wanted, list):
+                continue
+            try:
+                steps[index] = (uuid.UUID(str(marker["id"])), [str(w) for w in wanted])
+            except (KeyError, ValueError):
+                continue
+        if not steps:
+            return jobs
+        found: dict[tuple[uuid.UUID, str], Any] = {}
+        missing: set[tuple[uuid.UUID, str]] = set()
+        for workflow_id, wanted in steps.values():
+            for step_id in wanted:
+                key = (prefix, workflow_id, step_id)
+                if key in self._results:
+                    self._results.move_to_end(key)
+                    found[(workflow_id, step_id)] = self._results[key]
+                else:
+                    missing.add((workflow_id, step_id))
         if missing:
-            q = workflow_queries(prefix)
-            params = {"workflow_id": workflow_id, "step_ids": missing}
-            rows: Any = await worker.chancy._run(Spec(q["workflow_results"], params, "all"))
+            pairs = sorted(missing)
+            spec = store.results(prefix, [p[0] for p in pairs], [p[1] for p in pairs])
+            rows: list[dict[str, Any]] = await worker.chancy.db.run(spec)
             for row in rows:
-                found[row["step_id"]] = row["result"]
+                pair = (row["workflow_id"], row["step_id"])
+                found[pair] = row["result"]
                 # A succeeded step's result is final: keep small ones for its other dependents
                 # (a fan-out's steps all read the same results).
                 if row["state"] == "succeeded" and (row["size"] or 0) <= _CACHE_MAX_SIZE:
-                    self._results[(prefix, workflow_id, row["step_id"])] = row["result"]
+                    self._results[(prefix, *pair)] = row["result"]
             while len(self._results) > _CACHE_ENTRIES:
                 self._results.popitem(last=False)
-        ordered = {step_id: found[step_id] for step_id in wanted if step_id in found}
-        return dataclasses.replace(job, dependencies=ordered)
+        adjusted = list(jobs)
+        for index, (workflow_id, wanted) in steps.items():
+            ordered = {
+                step_id: found[(workflow_id, step_id)]
+                for step_id in wanted
+                if (workflow_id, step_id) in found
+            }
+            adjusted[index] = dataclasses.replace(jobs[index], dependencies=ordered)
+        return adjusted
 
-    # -- sync forms (scripts, WSGI apps): the same SQL on the sync pool -------------------
-
-    @classmethod
-    def sync_push(cls, chancy: Chancy, workflow: Workflow) -> str:
-        """:meth:`push` for sync code."""
-        spec, workflow_id = cls._insert_spec(chancy, workflow)
-        row = chancy._run_sync(spec, transaction=True)
-        return cls._stored(workflow, workflow_id, row)
-
-    @classmethod
-    def sync_push_ex(cls, chancy: Chancy, cursor: psycopg.Cursor[Any], workflow: Workflow) -> str:
-        """:meth:`push_ex` for sync code."""
-        spec, workflow_id = cls._insert_spec(chancy, workflow)
-        row = chancy._run_ex_sync(cursor, spec)
-        return cls._stored(workflow, workflow_id, row)
-
-    @classmethod
-    def sync_fetch_workflow(cls, chancy: Chancy, workflow_id: Any) -> Workflow | None:
-        try:
-            wanted = _workflow_id(workflow_id)
-        except KeyError:
-            return None
-        found = cls.sync_fetch_workflows(chancy, ids=[wanted], limit=1)
-        return found[0] if found else None
-
-    @classmethod
-    def sync_fetch_workflows(
-        cls,
-        chancy: Chancy,
-        *,
-        states: Iterable[str] | None = None,
-        ids: Iterable[Any] | None = None,
-        name: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Workflow]:
-        rows: Any = chancy._run_sync(_fetch_spec(chancy, states, ids, name, limit, offset))
-        return [_workflow_from_row(row) for row in rows]
-
-    @classmethod
-    def sync_wait_for_workflow(
-        cls, chancy: Chancy, workflow_id: Any, *, interval: float = 1, timeout: float | None = None
-    ) -> Workflow:
-        """:meth:`wait_for_workflow` for sync code (polls every ``interval`` seconds)."""
-        wanted = _workflow_id(workflow_id)
-        q = workflow_queries(chancy.prefix)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            row: Any = chancy._run_sync(Spec(q["workflow_state"], {"id": wanted}, "one"))
-            if row is None:
-                raise KeyError(f"no workflow with id {wanted}")
-            if row["state"] in _TERMINAL:
-                found = cls.sync_fetch_workflow(chancy, wanted)
-                if found is None:
-                    raise KeyError(f"no workflow with id {wanted}")
-                return found
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"workflow {wanted} did not finish within {timeout}s (it is {row['state']})"
-                )
-            wait = interval if deadline is None else min(interval, deadline - time.monotonic())
-            time.sleep(max(0.0, wait))
+    async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
+        """One job's form of :meth:`on_jobs_starting` (Chancy 0.26's hook)."""
+        return (await self.on_jobs_starting(jobs=[job], worker=worker))[0]
 
     # -- the leader's service -------------------------------------------------------------
 
@@ -429,8 +303,10 @@ class WorkflowPlugin(Plugin):
                 created.add(uuid.UUID(str(event.body.get("id"))))
             wake.set()
 
-        worker.hub.on("job.finished", on_finished)
+        worker.hub.on(events.JOB_FINISHED, on_finished)
         worker.hub.on(CREATED, on_created)
+        # A workflow pushed again may have new steps to queue, or be reopened.
+        worker.hub.on(UPDATED, on_created)
         next_full = 0.0
         # Whether unfinished workflows may exist: when the last full pass found none and none
         # was created since, finished jobs cannot be steps and cost no query at all.
@@ -440,7 +316,7 @@ class WorkflowPlugin(Plugin):
                 wake.clear()
                 lease = lease_params(worker)
                 result = PassResult()
-                if time.monotonic() >= next_full or len(finished_ids) > _MAX_TRACKED_IDS:
+                if time.monotonic() >= next_full or len(finished_ids) > self.max_pending_workflows:
                     finished_ids.clear()
                     created.clear()
                     next_full = time.monotonic() + self.poll_interval
@@ -453,10 +329,8 @@ class WorkflowPlugin(Plugin):
                     if not maybe_active:
                         jobs = []
                     elif jobs and not workflows:
-                        q = workflow_queries(chancy.prefix)
-                        row: Any = await chancy._run(
-                            Spec(q["workflow_has_pending_jobs"], {"job_ids": jobs}, "one")
-                        )
+                        pending = store.has_pending_jobs(chancy.prefix, jobs)
+                        row: Any = await chancy.db.run(pending)
                         if not row["found"]:
                             jobs = []
                     if jobs or workflows:
@@ -471,21 +345,19 @@ class WorkflowPlugin(Plugin):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), timeout)
         finally:
-            worker.hub.remove("job.finished", on_finished)
+            worker.hub.remove(events.JOB_FINISHED, on_finished)
             worker.hub.remove(CREATED, on_created)
+            worker.hub.remove(UPDATED, on_created)
             self._wakers.discard(wake)
 
     async def advance_all(
         self, chancy: Chancy, *, lease: dict[str, Any] | None = None
     ) -> PassResult:
         """A full pass: every unfinished workflow, ``batch_size`` per transaction."""
-        q = workflow_queries(chancy.prefix)
         total = PassResult()
         after = uuid.UUID(int=0)
         while True:
-            rows: Any = await chancy._run(
-                Spec(q["workflow_active_ids"], {"after": after, "limit": self.batch_size}, "all")
-            )
+            rows = await chancy.db.run(store.active_ids(chancy.prefix, after, self.batch_size))
             if not rows:
                 break
             ids = [row["id"] for row in rows]
@@ -517,138 +389,31 @@ class WorkflowPlugin(Plugin):
         named. ``lease`` is the fence from :func:`~chancy.plugins.leadership.lease_params`;
         without it (an operator calling this by hand) nothing is fenced.
         """
-        fence = lease if lease is not None else _UNFENCED
-        q = workflow_queries(chancy.prefix)
-        notify = chancy.notifications
-        explicit = list(workflow_ids)
-        jobs = list(job_ids)
-        result = PassResult()
-        pool = await chancy.open()
-        async with (
-            pool.connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            if fence["fenced"]:
-                held: Any = await run(cur, Spec(q["workflow_lease"], fence, "one"))
-                if held is None:
-                    result.leader = False
-                    return result
-            sync: Spec[Any]
-            if full:
-                sync = Spec(q["workflow_sync_workflows"], {"workflow_ids": explicit}, "all")
-            else:
-                sync = Spec(q["workflow_sync_jobs"], {"job_ids": jobs}, "all")
-            changed: Any = await run(cur, sync) if (full or jobs) else []
-            ids = sorted({row["workflow_id"] for row in changed} | set(explicit))
-            if not ids:
-                return result
-            settled: Any = await run(
-                cur, Spec(q["workflow_settle"], {"ids": ids, "notify": notify}, "all")
-            )
-            result.finished = sum(1 for row in settled if row["finished"])
-            for row in settled:
-                if row["finished"]:
-                    log.info("workflow %s %s", row["id"], row["state"])
-            active = [row["id"] for row in settled if row["state"] in ("pending", "running")]
-            if not active:
-                return result
-            ready: Any = await run(
-                cur,
-                Spec(q["workflow_ready"], {"ids": active, "limit": self.max_steps_per_pass}, "all"),
-            )
-            if not ready:
-                return result
-            jobs_to_push = [_step_job(row) for row in ready]
-            refs = await chancy.push_many_ex(cur, jobs_to_push)
-            await run(
-                cur,
-                Spec(
-                    q["workflow_queued"],
-                    {
-                        "ids": [row["id"] for row in ready],
-                        "job_ids": [ref.identifier for ref in refs],
-                    },
-                    "one",
-                ),
-            )
-            result.queued = len(ready)
-            result.more = len(ready) >= self.max_steps_per_pass
-        return result
+        fence = lease if lease is not None else UNFENCED
+        plan = pass_plan(
+            chancy,
+            fence,
+            job_ids=list(job_ids),
+            workflow_ids=list(workflow_ids),
+            full=full,
+            limit=self.max_steps_per_pass,
+        )
+        return await chancy.db.run(plan, transaction=True)
 
-    # -- the pruner's hook ----------------------------------------------------------------
+    # -- the pruner's hooks ---------------------------------------------------------------
+
+    def prune_guard(self, prefix: str) -> LiteralString | None:
+        """The steps of a running workflow stay: later steps read their results."""
+        return store.prune_guard(prefix)
 
     async def cleanup(self, chancy: Chancy) -> int | None:
         """Delete finished workflows older than ``retention`` with their steps; return how many."""
         if self.retention is None:
             return 0
-        q = workflow_queries(chancy.prefix)
         total = 0
         while True:
-            row: Any = await chancy._run(
-                Spec(
-                    q["workflow_cleanup"],
-                    {"retention": self.retention, "limit": self.batch_size},
-                    "one",
-                )
-            )
+            row = await chancy.db.run(store.cleanup(chancy.prefix, self.retention, self.batch_size))
             deleted = int(row["deleted"])
             total += deleted
             if deleted < self.batch_size:
                 return total
-
-
-def _step_job(row: dict[str, Any]) -> Job:
-    job = Job.unpack(row["job_data"])
-    marker = {
-        "id": str(row["workflow_id"]),
-        "step": row["step_id"],
-        "dependencies": list(row["dependencies"] or ()),
-    }
-    return dataclasses.replace(job, meta={**job.meta, "workflow": marker})
-
-
-def _workflow_from_row(row: dict[str, Any]) -> Workflow:
-    steps: dict[str, WorkflowStep] = {}
-    for step in row["steps"] or ():
-        state = step.get("state")
-        if state is not None:
-            with contextlib.suppress(ValueError):
-                state = QueuedJob.State(state)
-        steps[step["step_id"]] = WorkflowStep(
-            job=Job.unpack(step["job_data"]),
-            step_id=step["step_id"],
-            dependencies=list(step["dependencies"] or ()),
-            job_id=step["job_id"],
-            state=state,
-        )
-    try:
-        state = Workflow.State(row["state"])
-    except ValueError:
-        state = row["state"]
-    return Workflow(
-        name=row["name"],
-        steps=steps,
-        state=state,
-        id=str(row["id"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _fetch_spec(
-    chancy: Chancy,
-    states: Iterable[str] | None,
-    ids: Iterable[Any] | None,
-    name: str | None,
-    limit: int,
-    offset: int,
-) -> Spec[Any]:
-    params = {
-        "ids": None if ids is None else [_workflow_id(i) for i in ids],
-        "states": None if states is None else [str(s) for s in states],
-        "name": name,
-        "limit": limit,
-        "offset": offset,
-    }
-    return Spec(workflow_queries(chancy.prefix)["workflow_get_many"], params, "all")

@@ -15,6 +15,7 @@ from typing import Any
 
 from chancy.errors import ChancyError
 from chancy.job import Job, QueuedJob
+from chancy.utils import chancy_uuid
 
 
 class InvalidWorkflowError(ChancyError, ValueError):
@@ -75,7 +76,9 @@ class Workflow:
     name: str
     steps: dict[str, WorkflowStep] = dataclasses.field(default_factory=dict)
     state: Workflow.State = State.PENDING
-    id: str | None = None
+    #: Given at construction, as in Chancy 0.26, so that pushing the same object again
+    #: updates the stored workflow instead of starting a second one. None: a new id at push.
+    id: str | None = dataclasses.field(default_factory=lambda: str(chancy_uuid()))
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -119,9 +122,21 @@ class Workflow:
     def __getitem__(self, step_id: str) -> WorkflowStep:
         return self.steps[step_id]
 
+    def __delitem__(self, step_id: str) -> None:
+        del self.steps[step_id]
+
     @property
-    def is_finished(self) -> bool:
+    def is_complete(self) -> bool:
+        """True once the workflow is completed or failed (Chancy 0.26's name)."""
         return self.state in (Workflow.State.COMPLETED, Workflow.State.FAILED)
+
+    #: The same as :attr:`is_complete`.
+    is_finished = is_complete
+
+    @property
+    def is_running(self) -> bool:
+        """True while the workflow is running (at least one step was queued, none failed)."""
+        return self.state == Workflow.State.RUNNING
 
     @property
     def steps_by_state(self) -> dict[str | None, list[WorkflowStep]]:
@@ -208,19 +223,33 @@ class Workflow:
             path.append(current)
 
     def generate_dot(self) -> str:
-        """The workflow as Graphviz DOT text (``dot -Tsvg``), steps coloured by state."""
-        lines = [f"digraph {_dot_id(self.name)} {{", "  rankdir=TB;", "  node [shape=box];"]
+        """The workflow as Graphviz DOT text (``dot -Tsvg``), each step coloured by its state.
+
+        The same drawing as Chancy 0.26's ``WorkflowPlugin.generate_dot``: one box per step
+        labelled with its id and state, an edge from each dependency to its dependent, and the
+        workflow's name and state as the title. States are written by value (``succeeded``,
+        not ``State.SUCCEEDED``) and quotes in names are escaped, so any name draws.
+        """
+        lines = [
+            f"digraph {_dot_quote(self.name)} {{",
+            "  rankdir=TB;",
+            '  node [shape=box, style="rounded,filled", fontname="Arial"];',
+        ]
         for key, step in self.steps.items():
-            state = None if step.state is None else str(step.state)
-            label = f"{key}\\n{step.job.func}" + (f"\\n{state}" if state else "")
-            color = _COLOURS.get(state or "", "white")
+            state = _state_text(step.state)
+            color = _COLOURS.get(state, "lightgray")
             lines.append(
-                f'  {_dot_id(key)} [label="{_dot_escape(label)}", style=filled,'
-                f' fillcolor="{color}"];'
+                f'  {_dot_quote(key)} [label="{_dot_escape(key)}\\n({_dot_escape(state)})",'
+                f" fillcolor={color}];"
             )
         for key, step in self.steps.items():
             for dep in step.dependencies:
-                lines.append(f"  {_dot_id(dep)} -> {_dot_id(key)};")
+                lines.append(f"  {_dot_quote(dep)} -> {_dot_quote(key)};")
+        lines.append('  labelloc="t";')
+        lines.append(
+            f'  label="Workflow: {_dot_escape(self.name)}\\nState:'
+            f' {_dot_escape(_state_text(self.state))}";'
+        )
         lines.append("}")
         return "\n".join(lines) + "\n"
 
@@ -228,24 +257,27 @@ class Workflow:
         return f"<Workflow {self.name!r} {self.state} {len(self.steps)} step(s) id={self.id}>"
 
 
+#: Step state -> fill colour, as Chancy 0.26 draws them; any other state is light grey.
 _COLOURS = {
-    "pending": "lightgrey",
-    "running": "lightblue",
-    "retrying": "khaki",
-    "succeeded": "palegreen",
-    "failed": "salmon",
+    "pending": "lightblue",
+    "running": "yellow",
+    "succeeded": "lightgreen",
+    "failed": "lightpink",
 }
 
 
+def _state_text(state: Any) -> str:
+    if state is None:
+        return "None"
+    return str(getattr(state, "value", state))
+
+
 def _dot_escape(text: str) -> str:
-    # Keep the \n line breaks we put in labels; escape quotes and other backslashes.
-    return (
-        text.replace("\\n", "\x00").replace("\\", "\\\\").replace('"', '\\"').replace("\x00", "\\n")
-    )
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _dot_id(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _dot_quote(text: str) -> str:
+    return '"' + _dot_escape(text) + '"'
 
 
 def _few(steps: dict[str, Any]) -> str:
@@ -259,14 +291,21 @@ class Sequence:
 
     ::
 
-        workflow_id = await Sequence("import", [fetch.job, parse.job, store.job]).push(chancy)
+        workflow_id = await Sequence("import", [fetch.job, parse.job]).add(store.job).push(chancy)
 
-    Steps are named ``step_0``, ``step_1``, ...
+    Steps are named ``step_0``, ``step_1``, ... Each push stores a new workflow.
     """
 
-    def __init__(self, name: str, jobs: Iterable[Any]) -> None:
+    def __init__(self, name: str, jobs: Iterable[Any] | None = None) -> None:
         self.name = name
-        self.jobs = [_as_job(j) for j in jobs]
+        self.jobs: list[Job] = []
+        for job in jobs or ():
+            self.add(job)
+
+    def add(self, job: Any) -> Sequence:
+        """Append a job (a ``Job`` or an ``@job`` function) to run after the others; chainable."""
+        self.jobs.append(_as_job(job))
+        return self
 
     def to_workflow(self) -> Workflow:
         workflow = Workflow(self.name)
@@ -278,7 +317,7 @@ class Sequence:
         return workflow
 
     async def push(self, chancy: Any) -> str:
-        """Push the sequence as a workflow; return its id."""
+        """Push the sequence as a new workflow; return its id."""
         from chancy.plugins.workflow.plugin import WorkflowPlugin
 
         return await WorkflowPlugin.push(chancy, self.to_workflow())

@@ -37,26 +37,7 @@ WITH conf AS (
     SELECT q.rate_limit, q.rate_limit_window, q.global_concurrency, clock_timestamp() AS ts
     FROM {prefix}queues AS q
     WHERE q.name = %(queue)s
-), used AS (
-    SELECT coalesce(sum(s.n), 0)::integer AS n, min(s.started_at) AS oldest
-    FROM conf
-    JOIN {prefix}limit_starts AS s
-      ON s.queue = %(queue)s
-     AND s.partition_key IS NULL
-     AND s.started_at > conf.ts
-         - make_interval(secs => conf.rate_limit_window + %(margin)s::float8)
-), running AS (
-    SELECT count(*)::integer AS n, (array_agg(j.id))[1:%(max_wake)s] AS ids
-    FROM {prefix}jobs AS j
-    WHERE j.queue = %(queue)s AND j.state = 'running'
-      AND EXISTS (SELECT 1 FROM conf WHERE conf.global_concurrency IS NOT NULL)
-), room AS (
-    SELECT greatest(0, least(
-        %(limit)s::integer,
-        conf.rate_limit - used.n,
-        conf.global_concurrency - running.n
-    )) AS n
-    FROM conf, used, running
+), {claim_room}
 ), picked AS (
     SELECT j.id FROM {prefix}jobs AS j
     WHERE j.queue = %(queue)s
@@ -66,38 +47,11 @@ WITH conf AS (
     ORDER BY j.priority DESC, j.id
     LIMIT coalesce((SELECT n FROM room), 0)
     FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE {prefix}jobs AS j
-    SET state = 'running',
-        started_at = (SELECT ts FROM conf),
-        taken_by = %(worker_id)s,
-        claim_id = gen_random_uuid()
-    FROM picked
-    WHERE j.id = picked.id
-    RETURNING j.*
-), taken AS (
-    SELECT count(*)::integer AS n, coalesce(array_agg(c.id), '{}') AS ids FROM claimed AS c
-), logged AS (
-    INSERT INTO {prefix}limit_starts (queue, partition_key, started_at, n)
-    SELECT %(queue)s, NULL, conf.ts, taken.n
-    FROM conf, taken
-    WHERE conf.rate_limit IS NOT NULL AND taken.n > 0
-), pruned AS (
-    DELETE FROM {prefix}limit_starts AS s
-    USING conf
-    WHERE s.queue = %(queue)s AND s.partition_key IS NULL
-      AND s.started_at <= conf.ts
-          - make_interval(secs => coalesce(conf.rate_limit_window, 0) + %(margin)s::float8)
+), {claim_picked}
+), {queue_starts}
 ), status AS (
     SELECT
-        taken.n < %(limit)s::integer AND EXISTS (
-            SELECT 1 FROM {prefix}jobs AS j
-            WHERE j.queue = %(queue)s
-              AND j.state IN ('pending', 'retrying')
-              AND j.scheduled_at <= now()
-              AND j.attempts < j.max_attempts
-              AND j.id NOT IN (SELECT id FROM picked)
-        ) AS limit_held,
+        {more_due_than_picked} AS limit_held,
         room.n < %(limit)s::integer AND taken.n >= room.n AS limit_full,
         false AS limit_more,
         CASE WHEN conf.rate_limit IS NOT NULL AND used.n + taken.n >= conf.rate_limit THEN
@@ -113,13 +67,7 @@ WITH conf AS (
     FROM conf, used, running, room, taken
 )
 -- The status repeats on every row; its id list is sent once, and not at all when too long.
-SELECT claimed.*, status.limit_held, status.limit_full, status.limit_more,
-       status.limit_retry_ms, status.limit_wake_any,
-       CASE WHEN row_number() OVER () = 1 AND NOT status.limit_wake_any
-           THEN status.limit_wake_ids
-       END AS limit_wake_ids
-FROM status
-LEFT JOIN claimed ON true;
+{limited_claim_result};
 
 -- name: job_fetch_keyed
 -- Claim within the queue's limits and its per-key limits (partition_concurrency,
@@ -136,48 +84,8 @@ WITH RECURSIVE conf AS (
            q.partition_rate_limit, q.partition_rate_limit_window, clock_timestamp() AS ts
     FROM {prefix}queues AS q
     WHERE q.name = %(queue)s
-), used AS (
-    SELECT coalesce(sum(s.n), 0)::integer AS n, min(s.started_at) AS oldest
-    FROM conf
-    JOIN {prefix}limit_starts AS s
-      ON s.queue = %(queue)s
-     AND s.partition_key IS NULL
-     AND s.started_at > conf.ts
-         - make_interval(secs => conf.rate_limit_window + %(margin)s::float8)
-), running AS (
-    SELECT count(*)::integer AS n, (array_agg(j.id))[1:%(max_wake)s] AS ids
-    FROM {prefix}jobs AS j
-    WHERE j.queue = %(queue)s AND j.state = 'running'
-      AND EXISTS (SELECT 1 FROM conf WHERE conf.global_concurrency IS NOT NULL)
-), room AS (
-    SELECT greatest(0, least(
-        %(limit)s::integer,
-        conf.rate_limit - used.n,
-        conf.global_concurrency - running.n
-    )) AS n
-    FROM conf, used, running
-), keys AS (
-    (
-        SELECT j.partition_key AS k FROM {prefix}jobs AS j
-        WHERE j.queue = %(queue)s
-          AND j.state IN ('pending', 'retrying')
-          AND j.partition_key IS NOT NULL
-          AND EXISTS (SELECT 1 FROM room WHERE room.n > 0)
-        ORDER BY j.partition_key
-        LIMIT 1
-    )
-    UNION ALL
-    SELECT (
-        SELECT j.partition_key FROM {prefix}jobs AS j
-        WHERE j.queue = %(queue)s
-          AND j.state IN ('pending', 'retrying')
-          AND j.partition_key IS NOT NULL
-          AND j.partition_key > keys.k
-        ORDER BY j.partition_key
-        LIMIT 1
-    )
-    FROM keys
-    WHERE keys.k IS NOT NULL
+), {claim_room}
+), {waiting_keys}
 ), key_running AS (
     SELECT j.partition_key AS k, count(*)::integer AS n, array_agg(j.id) AS ids
     FROM {prefix}jobs AS j
@@ -259,20 +167,10 @@ WITH RECURSIVE conf AS (
       -- that the planner looks the ids up by primary key rather than scanning jobs_claim.
       AND j.state NOT IN ('running', 'succeeded', 'failed')
     FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE {prefix}jobs AS j
-    SET state = 'running',
-        started_at = (SELECT ts FROM conf),
-        taken_by = %(worker_id)s,
-        claim_id = gen_random_uuid()
-    FROM picked
-    WHERE j.id = picked.id
-    RETURNING j.*
-), taken AS (
-    SELECT count(*)::integer AS n, coalesce(array_agg(c.id), '{}') AS ids FROM claimed AS c
+), {claim_picked}
 ), taken_by_key AS (
     SELECT c.partition_key AS k, count(*)::integer AS n FROM claimed AS c
-    WHERE c.partition_key <> ''
+    WHERE c.partition_key <> '' AND c.state = 'running'
     GROUP BY c.partition_key
 ), logged AS (
     INSERT INTO {prefix}limit_starts (queue, partition_key, started_at, n)
@@ -312,14 +210,7 @@ WITH RECURSIVE conf AS (
     ) AS w ON true
 ), status AS (
     SELECT
-        taken.n < %(limit)s::integer AND EXISTS (
-            SELECT 1 FROM {prefix}jobs AS j
-            WHERE j.queue = %(queue)s
-              AND j.state IN ('pending', 'retrying')
-              AND j.scheduled_at <= now()
-              AND j.attempts < j.max_attempts
-              AND j.id NOT IN (SELECT id FROM picked)
-        ) AS limit_held,
+        {more_due_than_picked} AS limit_held,
         room.n < %(limit)s::integer AND taken.n >= room.n AS limit_full,
         taken.n < room.n AND EXISTS (
             SELECT 1 FROM candidates AS c, fair
@@ -346,13 +237,7 @@ WITH RECURSIVE conf AS (
     FROM conf, used, running, room, taken, key_status
 )
 -- The status repeats on every row; its id list is sent once, and not at all when too long.
-SELECT claimed.*, status.limit_held, status.limit_full, status.limit_more,
-       status.limit_retry_ms, status.limit_wake_any,
-       CASE WHEN row_number() OVER () = 1 AND NOT status.limit_wake_any
-           THEN status.limit_wake_ids
-       END AS limit_wake_ids
-FROM status
-LEFT JOIN claimed ON true;
+{limited_claim_result};
 
 -- name: limit_usage
 -- What a queue's limits use now, for dashboards: running jobs and starts in the current

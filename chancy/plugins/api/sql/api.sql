@@ -6,8 +6,11 @@
 -- name: api_statement_timeout
 -- Bound every dashboard statement of this transaction, and plan them without JIT: the
 -- planner's cost of the capped counts easily passes jit_above_cost, and compiling them took
--- ~25 ms per statement where running them takes ~1 ms.
-SELECT set_config('statement_timeout', %(ms)s::text, true), set_config('jit', 'off', true);
+-- ~25 ms per statement where running them takes ~1 ms. No parallel workers either: one
+-- dashboard read must use one server process, so a user's slow filters take at most as many
+-- CPUs as they have reads in flight, and the workers' statements find a CPU free.
+SELECT set_config('statement_timeout', %(ms)s::text, true), set_config('jit', 'off', true),
+       set_config('max_parallel_workers_per_gather', '0', true);
 
 -- name: api_jobs_list
 -- One page of jobs matching the filter, newest first; keyset pagination on the time-ordered
@@ -55,18 +58,6 @@ SELECT r.func, count(*) AS recent,
 FROM (SELECT func, state, queue, created_at FROM {prefix}jobs ORDER BY id DESC LIMIT %(scan)s) AS r
 GROUP BY r.func
 ORDER BY r.func;
-
--- name: api_stuck_jobs
--- Running jobs whose worker has no live heartbeat (recovery will return them), bounded.
-SELECT j.id, j.queue, j.func, j.taken_by, j.started_at
-FROM {prefix}jobs AS j
-WHERE j.state = 'running'
-  AND NOT EXISTS (
-      SELECT 1 FROM {prefix}workers AS w
-      WHERE w.worker_id = j.taken_by AND w.expires_at > now()
-  )
-ORDER BY j.id
-LIMIT %(limit)s;
 
 -- name: api_system
 -- Server facts for the system page.
@@ -135,13 +126,17 @@ WHERE c.oid = to_regclass(%(table)s);
 
 -- name: api_overview
 -- Everything the overview polls, in one statement: queues with their depths (waiting counted
--- up to a cap through the claim index), workers, and running jobs on dead workers.
+-- up to a cap through the claim index), workers, and running jobs on dead workers. The last
+-- walks the index of running jobs by worker one holder at a time (a skip scan over at most
+-- 1000 holders) and lists the jobs of holders without a live heartbeat: never the whole
+-- table in id order, which a poll with no such job would otherwise read to its end.
 SELECT
     (SELECT coalesce(json_agg(row_to_json(q) ORDER BY q.name), '[]'::json) FROM (
         SELECT qq.*,
             (SELECT count(*) FROM (
                 SELECT 1 FROM {prefix}jobs AS j
                 WHERE j.queue = qq.name AND j.state IN ('pending', 'retrying')
+                ORDER BY j.priority DESC, j.id
                 LIMIT %(cap)s
             ) AS w) AS waiting,
             (SELECT count(*) FROM {prefix}jobs AS j
@@ -154,13 +149,100 @@ SELECT
         FROM {prefix}workers AS w
         LEFT JOIN {prefix}leader AS l ON l.worker_id = w.worker_id AND l.expires_at > now()
     ) AS w) AS workers,
-    (SELECT coalesce(json_agg(s.id), '[]'::json) FROM (
-        SELECT j.id FROM {prefix}jobs AS j
-        WHERE j.state = 'running'
+    (SELECT coalesce(json_agg(s.id ORDER BY s.id), '[]'::json) FROM (
+        WITH RECURSIVE holders(taken_by, n) AS (
+            (SELECT j.taken_by, 1 FROM {prefix}jobs AS j
+             WHERE j.state = 'running' AND j.taken_by > ''
+             ORDER BY j.taken_by
+             LIMIT 1)
+            UNION ALL
+            SELECT (SELECT j.taken_by FROM {prefix}jobs AS j
+                    WHERE j.state = 'running' AND j.taken_by > h.taken_by
+                    ORDER BY j.taken_by
+                    LIMIT 1), h.n + 1
+            FROM holders AS h
+            WHERE h.taken_by IS NOT NULL AND h.n < 1000
+        )
+        SELECT j.id FROM holders AS h
+        CROSS JOIN LATERAL (
+            SELECT j.id FROM {prefix}jobs AS j
+            WHERE j.state = 'running' AND j.taken_by = h.taken_by
+            ORDER BY j.id
+            LIMIT %(stuck)s
+        ) AS j
+        WHERE h.taken_by IS NOT NULL
           AND NOT EXISTS (
               SELECT 1 FROM {prefix}workers AS w
-              WHERE w.worker_id = j.taken_by AND w.expires_at > now()
+              WHERE w.worker_id = h.taken_by AND w.expires_at > now()
           )
         ORDER BY j.id
         LIMIT %(stuck)s
     ) AS s) AS stuck;
+
+-- name: api_queues
+-- Every queue's stored row, read as stored: the dashboard validates each one itself, so a
+-- row with invalid settings is shown (marked invalid) instead of failing the page.
+SELECT * FROM {prefix}queues ORDER BY name;
+
+-- name: api_queue
+SELECT * FROM {prefix}queues WHERE name = %(name)s;
+
+-- name: api_queue_depths
+-- Every declared queue with its waiting jobs (pending or retrying, counted up to a cap
+-- through the claim index), its running jobs (through the index of running jobs by queue),
+-- and how long the job it would claim next has been due, in seconds (0 when none is due).
+-- That age walks the claim index one priority at a time (a skip scan, at most
+-- %(priorities)s distinct priorities), taking each priority's first due job in claim order,
+-- so a queue starved at a low priority still shows its age; never a scan of the backlog.
+SELECT q.name AS queue,
+    (SELECT count(*) FROM (
+        -- In claim order: the capped count walks the claim index, whatever the planner
+        -- guesses of the cap (a generic plan would otherwise scan the table up to it).
+        SELECT 1 FROM {prefix}jobs AS j
+        WHERE j.queue = q.name AND j.state IN ('pending', 'retrying')
+        ORDER BY j.priority DESC, j.id
+        LIMIT %(cap)s
+    ) AS w) AS waiting,
+    (SELECT count(*) FROM {prefix}jobs AS j
+        WHERE j.state = 'running' AND j.queue = q.name) AS running,
+    coalesce((
+        WITH RECURSIVE p(priority, n) AS (
+            (SELECT j.priority, 1 FROM {prefix}jobs AS j
+             WHERE j.queue = q.name AND j.state IN ('pending', 'retrying')
+             ORDER BY j.priority DESC
+             LIMIT 1)
+            UNION ALL
+            SELECT (SELECT j.priority FROM {prefix}jobs AS j
+                    WHERE j.queue = q.name AND j.state IN ('pending', 'retrying')
+                      AND j.priority < p.priority
+                    ORDER BY j.priority DESC
+                    LIMIT 1), p.n + 1
+            FROM p
+            WHERE p.priority IS NOT NULL AND p.n < %(priorities)s
+        )
+        SELECT extract(epoch FROM now() - min(h.scheduled_at))::float8
+        FROM p, LATERAL (
+            SELECT j.scheduled_at FROM {prefix}jobs AS j
+            WHERE j.queue = q.name AND j.state IN ('pending', 'retrying')
+              AND j.priority = p.priority AND j.scheduled_at <= now()
+            ORDER BY j.id
+            LIMIT 1
+        ) AS h
+        WHERE p.priority IS NOT NULL
+    ), 0) AS oldest_due_seconds
+FROM {prefix}queues AS q
+ORDER BY q.name;
+
+-- name: api_queue_waiting_estimate
+-- The planner's estimate of a queue's waiting jobs, for queues past the counting cap.
+EXPLAIN (FORMAT JSON)
+SELECT 1 FROM {prefix}jobs WHERE queue = %(queue)s AND state IN ('pending', 'retrying');
+
+-- name: api_cluster
+-- Workers with a live heartbeat, and the holder of the live leadership lease (NULL when
+-- none), by database time.
+SELECT (SELECT count(*) FROM {prefix}workers WHERE expires_at > now()) AS live_workers,
+       (SELECT l.worker_id FROM {prefix}leader AS l
+        WHERE l.expires_at > now()
+        ORDER BY l.id
+        LIMIT 1) AS leader;

@@ -97,6 +97,16 @@
     return h("span", { class: "badge " + (kind || text) }, text);
   }
 
+  function stateBadge(q) {
+    const known = q.state === "active" || q.state === "paused";
+    return badge(String(q.state), known ? q.state : "failed");
+  }
+
+  // A queue whose stored settings fail validation: shown as stored, with the reason.
+  function invalidBadge(q) {
+    return h("span", { class: "badge failed", title: q.invalid }, "invalid");
+  }
+
   function link(href, text) {
     return h("a", { href }, text);
   }
@@ -333,7 +343,8 @@
     stopPolling();
     const run = async () => {
       if (document.hidden) return;
-      try { await fn(); } catch (e) { if (e.status !== 401) flash(e.message, "error"); }
+      // 429: this user has too many requests in flight; the next poll tries again.
+      try { await fn(); } catch (e) { if (e.status !== 401 && e.status !== 429) flash(e.message, "error"); }
     };
     timer = setInterval(run, (seconds || 5) * 1000);
     return run();
@@ -415,7 +426,7 @@
     return table(["Queue", "State", { label: "Waiting", cls: "num" }, { label: "Running", cls: "num" },
       "Executor", "Concurrency", ""], queues.map((q) => h("tr", { "data-queue": q.name },
       h("td", {}, link("#/queues/" + encodeURIComponent(q.name), q.name)),
-      h("td", {}, badge(q.state)),
+      h("td", {}, stateBadge(q), q.invalid ? [" ", invalidBadge(q)] : null),
       h("td", { class: "num" }, fmt.num(q.waiting, q.estimated)),
       h("td", { class: "num" }, fmt.num(q.running)),
       h("td", { class: "mono" }, String(q.executor).split(".").pop()),
@@ -467,7 +478,9 @@
     const render = async () => {
       const q = await api("queues/" + encodeURIComponent(name));
       clear(head);
-      append(head, [h("h1", {}, "Queue ", q.name, " ", badge(q.state)),
+      append(head, [h("h1", {}, "Queue ", q.name, " ", stateBadge(q),
+        q.invalid ? [" ", invalidBadge(q)] : null),
+        q.invalid ? h("p", { class: "error-text" }, "Invalid stored settings: ", q.invalid) : null,
         h("div", { class: "row" }, canAct() ? pauseButton(q, render) : null,
           link("#/jobs?queue=" + encodeURIComponent(q.name), "Browse its jobs")),
         h("div", { class: "cards" },
@@ -719,7 +732,10 @@
           if (await act("Retried", () => post("jobs/retry", { ids: [job.id] }))) render();
         } }, "Retry") : null,
         !finished ? h("button", { type: "button", id: "cancel-job", onclick: async () => {
-          if (await act("Cancelled", () => post("jobs/cancel", { ids: [job.id] }))) render();
+          const reason = prompt("Cancel this job? Reason (optional):", "");
+          if (reason === null) return;
+          const body = reason ? { ids: [job.id], reason } : { ids: [job.id] };
+          if (await act("Cancelled", () => post("jobs/cancel", body))) render();
         } }, "Cancel") : null,
         h("button", { type: "button", class: "danger", onclick: async () => {
           if (!confirm("Delete this job?")) return;
@@ -739,6 +755,7 @@
         h("h1", {}, "Job ", h("span", { class: "mono" }, job.id), " ", badge(job.state, job.state),
           job.cancelled ? " (cancelled)" : ""),
         actions,
+        progressPanel(job.progress),
         h("div", { class: "grid2" },
           h("div", { class: "panel" }, h("dl", { class: "fields" },
             h("dt", {}, "Function"), h("dd", { class: "mono" }, job.func),
@@ -748,6 +765,10 @@
             h("dt", {}, "Recoveries"), h("dd", {}, String(job.recoveries)),
             h("dt", {}, "Unique key"), h("dd", {}, job.unique_key || "—"),
             h("dt", {}, "Worker"), h("dd", {}, job.taken_by || "—"),
+            job.deadline ? [h("dt", {}, "Deadline"), h("dd", { id: "job-deadline" }, fmt.time(job.deadline),
+              job.meta && job.meta.expired ? " (expired: never started)" : "")] : null,
+            job.cancelled ? [h("dt", {}, "Cancelled by"), h("dd", { id: "job-cancelled-by" }, job.cancelled_by || "—"),
+              h("dt", {}, "Cancel reason"), h("dd", { id: "job-cancel-reason" }, job.cancel_reason || "—")] : null,
             h("dt", {}, "Limits"), h("dd", { class: "mono" }, JSON.stringify(job.limits)))),
           h("div", { class: "panel" }, h("h2", {}, "Timeline"), timeline)),
         h("h2", {}, "Arguments"), h("pre", { id: "job-kwargs" }, fmt.json(job.kwargs)),
@@ -761,6 +782,20 @@
       ]);
     };
     await poll(render, 3);
+  }
+
+  // The latest progress report of a job (QueuedJob.report_progress), kept across attempts.
+  function progressPanel(progress) {
+    if (!progress) return null;
+    const fraction = Math.min(1, Math.max(0, Number(progress.fraction) || 0));
+    return h("div", { class: "panel progress-panel", id: "job-progress" },
+      h("div", { class: "row" },
+        h("progress", { id: "job-progress-bar", max: "1", value: String(fraction) }),
+        h("strong", { id: "job-progress-percent" }, `${Math.floor(fraction * 100)}%`)),
+      h("p", { id: "job-progress-message" }, progress.message || ""),
+      h("p", { class: "muted" }, "reported ", fmt.time(progress.at)),
+      progress.data === null || progress.data === undefined ? null
+        : h("pre", { id: "job-progress-data" }, fmt.json(progress.data)));
   }
 
   async function workersPage(main) {
@@ -815,6 +850,38 @@
     }, 10);
   }
 
+  async function triggersPage(main) {
+    main.appendChild(h("h1", {}, "Triggers"));
+    if (!config.features.triggers) {
+      main.appendChild(h("p", { class: "muted" }, "The Trigger plugin is not installed."));
+      return;
+    }
+    const box = h("div", {});
+    main.appendChild(box);
+    const path = (t, action) => "triggers/" + encodeURIComponent(t.id) + "/" + action;
+    await poll(async () => {
+      const data = await api("triggers");
+      clear(box).appendChild(table(["Table", "Operations", "Level", "Function", "Queue", "State",
+        "Created", ""], data.triggers.map((t) => h("tr", { "data-trigger": t.id },
+        h("td", { class: "mono", title: t.trigger_name }, `${t.schema_name}.${t.table_name}`),
+        h("td", {}, t.operations.join(", ")),
+        h("td", {}, t.level, t.when ? h("span", { class: "muted mono" }, " when ", t.when) : null),
+        h("td", { class: "mono" }, t.job.func),
+        h("td", {}, t.job.queue),
+        h("td", {}, t.enabled ? badge("enabled", "active") : badge("disabled", "paused")),
+        h("td", {}, fmt.ago(t.created_at)),
+        h("td", {}, canAct() ? [h("button", { type: "button", "data-action": t.enabled ? "disable" : "enable",
+          onclick: async () => {
+            const action = t.enabled ? "disable" : "enable";
+            if (await act(t.enabled ? "Disabled" : "Enabled", () => post(path(t, action)))) route();
+          } }, t.enabled ? "Disable" : "Enable"), " ", h("button", { type: "button", class: "danger",
+          "data-action": "delete", onclick: async () => {
+            if (!confirm(`Remove the trigger on ${t.table_name}?`)) return;
+            if (await act("Removed", () => post(path(t, "delete")))) route();
+          } }, "Remove")] : null))), "No triggers."));
+    }, 10);
+  }
+
   async function workflowsPage(main) {
     main.appendChild(h("h1", {}, "Workflows"));
     if (!config.features.workflows) {
@@ -856,6 +923,52 @@
     }, 5);
   }
 
+  const BATCH_STATES = ["pending", "running", "retrying", "succeeded", "failed"];
+
+  async function batchesPage(main) {
+    main.appendChild(h("h1", {}, "Batches"));
+    if (!config.features.batches) {
+      main.appendChild(h("p", { class: "muted" }, "The BatchPlugin is not installed."));
+      return;
+    }
+    const box = h("div", {});
+    main.appendChild(box);
+    await poll(async () => {
+      const data = await api("batches?limit=100");
+      clear(box).appendChild(table(["Batch", "State", "Jobs", "Succeeded", "Failed", "Remaining",
+        "Created", "Closed"],
+        data.batches.map((b) => h("tr", { "data-batch": b.id },
+          h("td", { class: "mono" }, link("#/batches/" + encodeURIComponent(b.id), b.id.slice(0, 8) + "…")),
+          h("td", {}, badge(b.state)),
+          h("td", { class: "num" }, fmt.num(b.total)),
+          h("td", { class: "num" }, fmt.num(b.succeeded)),
+          h("td", { class: "num" }, fmt.num(b.failed)),
+          h("td", { class: "num" }, fmt.num(b.remaining)),
+          h("td", {}, fmt.ago(b.created_at)),
+          h("td", {}, b.finished_at ? fmt.ago(b.finished_at) : "—"))), "No batches."));
+    }, 5);
+  }
+
+  async function batchPage(main, id) {
+    const box = h("div", {});
+    main.appendChild(box);
+    await poll(async () => {
+      const { batch } = await api("batches/" + encodeURIComponent(id));
+      clear(box);
+      const callbacks = Object.entries(batch.callbacks);
+      append(box, [h("h1", {}, "Batch ", badge(batch.state)),
+        h("p", { class: "muted mono" }, batch.id),
+        table(["State", "Jobs"], BATCH_STATES.map((st) =>
+          h("tr", {}, h("td", {}, badge(st)), h("td", { class: "num" }, fmt.num(batch.counts[st]))))),
+        h("p", {}, `${fmt.num(batch.total)} jobs, created ${fmt.ago(batch.created_at)}`,
+          batch.finished_at ? `, closed ${fmt.ago(batch.finished_at)}` : ""),
+        h("h2", {}, "Callbacks"),
+        table(["Callback", "Job"], callbacks.map(([name, job]) =>
+          h("tr", {}, h("td", { class: "mono" }, name), h("td", {}, jobLink(job)))),
+          batch.callbacks_pushed ? "No callback was given." : "Pushed when every job has finished.")]);
+    }, 5);
+  }
+
   async function metricsPage(main) {
     main.appendChild(h("h1", {}, "Metrics"));
     if (!config.features.metrics) {
@@ -864,7 +977,7 @@
     }
     const index = await api("metrics");
     const p = params();
-    const names = Object.keys(index.known);
+    const names = [...Object.keys(index.known), ...Object.keys(index.custom || {}).sort()];
     const metric = h("select", { name: "metric" }, names.map((n) =>
       h("option", { value: n, selected: n === (p.get("metric") || "jobs.succeeded") }, n)));
     const resolution = h("select", { name: "resolution" }, index.resolutions.map((r) =>
@@ -897,7 +1010,8 @@
       const palette = ["#2f5d8a", "#2e8540", "#c0392b", "#b7791f", "#805ad5", "#2b6cb0", "#d53f8c"];
       if (kind === "counter") {
         const sums = new Map();
-        for (const pt of data.points) sums.set(pt.bucket, (sums.get(pt.bucket) || 0) + pt.count);
+        // A counter's value is count + total (custom counters may add fractions).
+        for (const pt of data.points) sums.set(pt.bucket, (sums.get(pt.bucket) || 0) + pt.count + pt.total);
         series.push({ name: metric.value, color: palette[0],
           points: [...sums].map(([b, v]) => [new Date(b), v]) });
       } else if (kind === "histogram") {
@@ -907,7 +1021,7 @@
           a.count += pt.count; a.total += pt.total;
           agg.set(pt.bucket, a);
         }
-        series.push({ name: "mean seconds", color: palette[0],
+        series.push({ name: metric.value in index.known ? "mean seconds" : "mean", color: palette[0],
           points: [...agg].map(([b, a]) => [new Date(b), a.count ? a.total / a.count : 0]) });
       } else {
         const byQueue = new Map();
@@ -920,7 +1034,8 @@
       clear(box);
       append(box, [h("p", { class: "muted" }, `${data.name} (${kind}), ${data.points.length} bucket rows`),
         legend(series), chart(series, { kind: kind === "counter" ? "bar" : "line", since, until: new Date(),
-          step: steps[resolution.value] * 1000, unit: kind === "histogram" ? "s" : "" })]);
+          step: steps[resolution.value] * 1000,
+          unit: kind === "histogram" && metric.value in index.known ? "s" : "" })]);
     }, 15);
   }
 
@@ -954,7 +1069,8 @@
 
   const PAGES = {
     overview: overviewPage, queues: queuesPage, jobs: jobsPage, workers: workersPage,
-    crons: cronsPage, workflows: workflowsPage, metrics: metricsPage, system: systemPage,
+    crons: cronsPage, workflows: workflowsPage, triggers: triggersPage, metrics: metricsPage,
+    batches: batchesPage, system: systemPage,
   };
 
   async function route() {
@@ -980,11 +1096,14 @@
     document.getElementById("who").textContent = `${me.username} (${me.role})`;
     for (const a of document.querySelectorAll("#nav a")) {
       a.classList.toggle("active", a.dataset.page === parts[0]);
+      // A plugin's page is offered only while its plugin is installed.
+      if (a.dataset.plugin) a.hidden = !(config.pages || []).includes(a.dataset.plugin);
     }
     try {
       if (parts[0] === "queues" && parts[1]) await queuePage(main, parts[1]);
       else if (parts[0] === "jobs" && parts[1]) await jobPage(main, parts[1]);
       else if (parts[0] === "workflows" && parts[1]) await workflowPage(main, parts[1]);
+      else if (parts[0] === "batches" && parts[1]) await batchPage(main, parts[1]);
       else await (PAGES[parts[0]] || overviewPage)(main);
     } catch (e) {
       if (e.status !== 401) main.appendChild(h("p", { class: "error-text" }, e.message));
@@ -993,7 +1112,9 @@
 
   window.addEventListener("hashchange", route);
   document.addEventListener("DOMContentLoaded", () => {
-    document.getElementById("logout").addEventListener("click", () => {
+    document.getElementById("logout").addEventListener("click", async () => {
+      // Revoke the token on the server first; forget it here whatever the answer.
+      try { await post("logout"); } catch (e) { /* already invalid */ }
       sessionStorage.removeItem(TOKEN_KEY);
       me = null;
       location.hash = "#/login";

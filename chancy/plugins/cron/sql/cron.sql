@@ -55,12 +55,7 @@ FROM {prefix}cron AS c
 WHERE c.next_run <= now()
   AND c.paused_at IS NULL
   AND c.unique_key <> ALL(%(skip)s::text[])
-  AND (NOT %(fenced)s OR EXISTS (
-      SELECT 1 FROM {prefix}leader AS l
-      WHERE l.id = 1 AND l.worker_id = %(leader)s AND l.term = %(term)s::bigint
-        AND l.expires_at > now()
-      FOR SHARE
-  ))
+  AND {leader_fence}
 ORDER BY c.next_run, c.unique_key
 LIMIT %(limit)s
 FOR UPDATE OF c SKIP LOCKED;

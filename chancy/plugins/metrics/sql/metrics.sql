@@ -2,25 +2,36 @@
 -- statement; the leader samples queue depths; readers select ranges of buckets.
 
 -- name: metrics_add
--- Add one flush of counters and histograms to every resolution's current bucket (database
--- time decides the bucket) and to the all-time 'total' row, in one statement. Rows are
--- written in key order so concurrent flushes from several workers cannot deadlock.
+-- Add one flush of counters, histograms and custom gauges to every resolution's current bucket
+-- (database time decides the bucket) and to the all-time 'total' row, in one statement.
+-- Counters and histograms add up; a gauge keeps its latest value, by when it was observed
+-- (database time less the age the worker reports), whichever worker flushes first. A row
+-- recorded with another kind or unit than the stored one is left alone (Chancy 0.26 dropped
+-- such observations too). Rows are written in key order so concurrent flushes from several
+-- workers cannot deadlock.
 INSERT INTO {prefix}metrics AS m
-    (name, kind, resolution, bucket, queue, func, count, total, histogram)
+    (name, kind, resolution, bucket, queue, func, count, total, histogram, unit, minimum,
+     maximum, updated_at)
 SELECT s.name, s.kind, r.resolution,
        CASE WHEN r.secs IS NULL THEN TIMESTAMPTZ '2000-01-01 00:00:00+00'
             ELSE date_bin(make_interval(secs => r.secs), now(),
                           TIMESTAMPTZ '2000-01-01 00:00:00+00') END,
-       s.queue, s.func, s.count, s.total, s.histogram::bigint[]
+       s.queue, s.func, s.count, s.total, s.histogram::bigint[], s.unit, s.minimum, s.maximum,
+       now() - make_interval(secs => s.age)
 FROM unnest(
     %(names)s::text[], %(kinds)s::text[], %(queues)s::text[], %(funcs)s::text[],
-    %(counts)s::bigint[], %(totals)s::float8[], %(histograms)s::text[]
-) AS s(name, kind, queue, func, count, total, histogram)
+    %(counts)s::bigint[], %(totals)s::float8[], %(histograms)s::text[], %(units)s::text[],
+    %(minimums)s::float8[], %(maximums)s::float8[], %(ages)s::float8[]
+) AS s(name, kind, queue, func, count, total, histogram, unit, minimum, maximum, age)
 CROSS JOIN unnest(%(resolutions)s::text[], %(steps)s::float8[]) AS r(resolution, secs)
 ORDER BY 1, 3, 4, 5, 6
 ON CONFLICT (name, resolution, bucket, queue, func) DO UPDATE SET
     count = m.count + EXCLUDED.count,
-    total = m.total + EXCLUDED.total,
+    total = CASE
+        WHEN m.kind <> 'gauge' THEN m.total + EXCLUDED.total
+        WHEN EXCLUDED.updated_at >= m.updated_at THEN EXCLUDED.total
+        ELSE m.total
+    END,
     histogram = CASE
         WHEN m.histogram IS NULL OR EXCLUDED.histogram IS NULL
             OR cardinality(m.histogram) <> cardinality(EXCLUDED.histogram)
@@ -30,7 +41,13 @@ ON CONFLICT (name, resolution, bucket, queue, func) DO UPDATE SET
             ORDER BY h.i
         )
     END,
-    updated_at = now();
+    minimum = least(m.minimum, EXCLUDED.minimum),
+    maximum = greatest(m.maximum, EXCLUDED.maximum),
+    updated_at = CASE
+        WHEN m.kind = 'gauge' THEN greatest(m.updated_at, EXCLUDED.updated_at)
+        ELSE now()
+    END
+WHERE m.kind = EXCLUDED.kind AND m.unit IS NOT DISTINCT FROM EXCLUDED.unit;
 
 -- name: metrics_set_gauges
 -- Record sampled gauges: each resolution's current bucket keeps the last value.
@@ -105,13 +122,32 @@ ORDER BY 1, 3, 4;
 
 -- name: metrics_totals
 -- All-time counters and histograms (for the Prometheus exposition).
-SELECT name, kind, queue, func, count, total, histogram
-FROM {prefix}metrics WHERE resolution = 'total'
+SELECT name, kind, queue, func, count, total, histogram, unit
+FROM {prefix}metrics WHERE resolution = 'total' AND kind <> 'gauge'
 ORDER BY name, queue, func;
 
 -- name: metrics_latest_gauges
 -- The last sample of each gauge series taken in the last ten minutes.
-SELECT DISTINCT ON (name, queue, func) name, queue, func, total AS value, updated_at
+SELECT DISTINCT ON (name, queue, func) name, queue, func, total AS value, updated_at, unit
 FROM {prefix}metrics
 WHERE kind = 'gauge' AND resolution = '1min' AND bucket > now() - interval '10 minutes'
 ORDER BY name, queue, func, bucket DESC;
+
+-- name: metrics_definitions
+-- Every series ever recorded, from its all-time row: what get_metrics and list_metrics offer.
+-- Custom metrics (recorded with a unit) are rows with an empty queue and function.
+SELECT name, kind, unit, queue, func
+FROM {prefix}metrics
+WHERE resolution = 'total'
+ORDER BY name, queue, func;
+
+-- name: metrics_points
+-- The buckets of some metrics at one resolution in [start, end), for get_metrics. chancy's
+-- job series are read for the given queues or functions only, unless every series is wanted.
+SELECT name, kind, unit, queue, func, bucket, count, total, minimum, maximum, updated_at
+FROM {prefix}metrics
+WHERE name = ANY(%(names)s::text[])
+  AND resolution = %(resolution)s
+  AND bucket >= %(start)s AND bucket < %(end)s
+  AND (%(every)s OR queue = ANY(%(queues)s::text[]) OR func = ANY(%(funcs)s::text[]))
+ORDER BY bucket, name, queue, func;

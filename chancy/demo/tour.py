@@ -1,83 +1,24 @@
-"""A tour of chancy in one command: ``python -m chancy.demo`` (or ``python3 dev.py demo``).
-
-It declares three queues, each with the executor that suits its work: an asyncio queue for
-I/O-bound coroutines, a thread queue for blocking calls, and a process queue for CPU-bound
-code, one process per core. It pushes a mix of jobs (a few of them fail once and are retried),
-runs a real ``Worker`` in this process while drawing its progress, and ends with a table of
-what ran where and how fast.
-
-The database is ``--dsn``, else ``$CHANCY_DSN``, else an embedded PostgreSQL server started
-for the occasion. The demo keeps to its own table prefix (``chancy_demo_``) and removes its
-tables when it ends, so it can point at a database that holds other data.
-
-The job functions live at the top of this module, which imports nothing heavy, so a process
-child that imports ``chancy.demo`` to run one starts quickly.
-"""
+"""The demo's tour: its plan (queues and jobs), the worker that runs it, the dashboard."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import sys
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.job import QueuedJob, Reference
+    from chancy.plugins.api import Api
 
-PREFIX = "chancy_demo_"
-#: The job functions, by import path: this module may run as ``__main__``, but workers and
-#: process children import it as ``chancy.demo``.
-MODULE = "chancy.demo"
-
-
-# -- the jobs -----------------------------------------------------------------------------
-
-
-def _where() -> dict[str, Any]:
-    return {"pid": os.getpid(), "thread": threading.current_thread().name}
-
-
-async def fetch_page(url: str, latency: float, flaky: bool = False, *, job: QueuedJob) -> Any:
-    """I/O-bound: waits on the "network" without holding a thread (asyncio queue)."""
-    await asyncio.sleep(latency)
-    if flaky and job.attempts == 0:
-        raise ConnectionError(f"{url}: connection reset (simulated; the retry will succeed)")
-    return {**_where(), "bytes": len(url) * 1024}
-
-
-def make_thumbnail(image: int, flaky: bool = False, *, job: QueuedJob) -> Any:
-    """Blocking: a slow "disk read", then some hashing (thread queue)."""
-    time.sleep(0.02)
-    digest = hashlib.sha256(image.to_bytes(8, "big"))
-    for _ in range(50):
-        digest = hashlib.sha256(digest.digest() * 512)
-    if flaky and job.attempts == 0:
-        raise OSError(f"image {image}: file busy (simulated; the retry will succeed)")
-    return {**_where(), "digest": digest.hexdigest()[:12]}
-
-
-def count_primes(limit: int, flaky: bool = False, *, job: QueuedJob) -> Any:
-    """CPU-bound: pure Python arithmetic that would hold the GIL (process queue)."""
-    if flaky and job.attempts == 0:
-        raise ArithmeticError(f"primes below {limit}: bit flip (simulated; the retry will succeed)")
-    # A plain-Python sieve: the kind of loop that holds the GIL, so it scales with processes.
-    sieve = bytearray([1]) * limit
-    sieve[:2] = b"\x00\x00"
-    for n in range(2, int(limit**0.5) + 1):
-        if sieve[n]:
-            for multiple in range(n * n, limit, n):
-                sieve[multiple] = 0
-    count = sum(sieve)
-    return {**_where(), "primes": count}
-
+from chancy import events
+from chancy.demo import MODULE, PREFIX
+from chancy.demo.report import Progress, summary
 
 # -- the plan -----------------------------------------------------------------------------
 
@@ -147,113 +88,7 @@ def _jobs(lanes: list[Lane], total: int) -> dict[str, list[Any]]:
     return plan
 
 
-# -- progress -----------------------------------------------------------------------------
-
-
-class Progress:
-    """Draws progress: one line redrawn in place on a terminal, a line a second otherwise."""
-
-    def __init__(self, lanes: list[Lane], total: int, started: float, stream: Any) -> None:
-        self.lanes = lanes
-        self.stream = stream
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.total = total
-        self.started = started
-        self._last_line = 0.0
-        self._width = 0
-
-    @property
-    def done(self) -> int:
-        return sum(lane.done for lane in self.lanes)
-
-    def line(self) -> str:
-        elapsed = time.monotonic() - self.started
-        done = self.done
-        width = 28
-        filled = int(width * done / self.total) if self.total else width
-        bar = "#" * filled + "-" * (width - filled)
-        lanes = "  ".join(f"{lane.label} {lane.done}/{len(lane.refs)}" for lane in self.lanes)
-        rate = f"{done / elapsed:,.0f}" if elapsed >= 0.5 else "-"
-        return f"[{bar}] {done}/{self.total}  {lanes}  {rate} jobs/s  {elapsed:4.1f}s"
-
-    def draw(self, *, final: bool = False) -> None:
-        now = time.monotonic()
-        if self.tty:
-            text = self.line()
-            pad = max(0, self._width - len(text))
-            self._width = len(text)
-            self.stream.write("\r" + text + " " * pad + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or now - self._last_line >= 1.0:
-            self._last_line = now
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
-
-
-# -- the run ------------------------------------------------------------------------------
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    out = []
-    for n, row in enumerate([headers, *rows]):
-        cells = [
-            cell.ljust(w) if i in (0, 1, len(headers) - 1) else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def _ran_where(lane: Lane, jobs: list[QueuedJob], worker_pid: int) -> str:
-    places = [j.result for j in jobs if isinstance(j.result, dict)]
-    pids = sorted({p["pid"] for p in places if "pid" in p})
-    threads = {p.get("thread") for p in places}
-    if lane.label == "process":
-        others = [p for p in pids if p != worker_pid]
-        return f"{len(others)} child process(es): pid " + ", ".join(map(str, others))
-    if lane.label == "threaded":
-        return f"worker pid {worker_pid}, {len(threads)} thread(s)"
-    return f"worker pid {worker_pid}, event loop ({', '.join(sorted(map(str, threads)))})"
-
-
-def _summary(lanes: list[Lane], jobs: dict[str, list[QueuedJob]]) -> tuple[str, bool]:
-    headers = ["QUEUE", "EXECUTOR", "JOBS", "OK", "FAILED", "RETRIED", "WALL", "JOBS/S", "RAN IN"]
-    rows = []
-    all_ok = True
-    for lane in lanes:
-        got = jobs[lane.queue]
-        ok = sum(1 for j in got if str(j.state) == "succeeded")
-        failed = sum(1 for j in got if str(j.state) == "failed")
-        retried = sum(1 for j in got if j.errors)
-        starts = [j.started_at for j in got if j.started_at is not None]
-        ends = [j.completed_at for j in got if j.completed_at is not None]
-        wall = _seconds(min(starts), max(ends)) if starts and ends else 0.0
-        rate = len(got) / wall if wall > 0 else 0.0
-        all_ok = all_ok and ok == len(lane.refs)
-        rows.append(
-            [
-                lane.queue,
-                lane.label,
-                str(len(lane.refs)),
-                str(ok),
-                str(failed),
-                str(retried),
-                f"{wall:.2f}s",
-                f"{rate:,.0f}",
-                _ran_where(lane, got, os.getpid()),
-            ]
-        )
-    return _table(headers, rows), all_ok
-
-
-def _seconds(start: datetime, end: datetime) -> float:
-    return max(0.0, (end - start).total_seconds())
-
-
-async def _run(chancy: Chancy, total: int, out: Any) -> bool:
+async def _run(chancy: Chancy, total: int, out: Any, dashboard: Api | None = None) -> bool:
     from chancy.queue import Queue
     from chancy.worker import Worker
 
@@ -299,8 +134,9 @@ async def _run(chancy: Chancy, total: int, out: Any) -> bool:
         for raw in event.body.get("ids") or ():
             count(str(raw))
 
-    worker.hub.on("job.finished", on_finished)
+    worker.hub.on(events.JOB_FINISHED, on_finished)
     await worker.start()
+    serving = False
     try:
         plan = _jobs(lanes, total)
         pushed_at = time.monotonic()
@@ -332,16 +168,71 @@ async def _run(chancy: Chancy, total: int, out: Any) -> bool:
                 out.write("the jobs did not finish within 120 s; giving up\n")
                 return False
         progress.draw(final=True)
+        serving = dashboard is not None
     finally:
-        await worker.stop(timeout=5)
+        if not serving:
+            await worker.stop(timeout=5)
 
     results: dict[str, list[QueuedJob]] = defaultdict(list)
     for lane in lanes:
         for start in range(0, len(lane.refs), 1000):
             results[lane.queue].extend(await chancy.get_jobs(lane.refs[start : start + 1000]))
-    table, ok = _summary(lanes, results)
+    table, ok = summary(lanes, results)
     out.write("\n" + table + "\n")
+    if dashboard is not None:
+        try:
+            await _serve_until_interrupted(dashboard, out)
+        finally:
+            await worker.stop(timeout=5)
     return ok
+
+
+async def _serve_until_interrupted(dashboard: Api, out: Any) -> None:
+    """Keep the worker and its dashboard up, with the login printed, until Ctrl-C."""
+    import signal
+
+    try:
+        await asyncio.wait_for(dashboard.started.wait(), 30)
+    except TimeoutError:
+        out.write("the dashboard did not start within 30 s; see the log above\n")
+        return
+    out.write(
+        f"\ndashboard: http://127.0.0.1:{dashboard.bound_port}/"
+        f"  (user admin, password {dashboard.generated_password})\n"
+        "the worker keeps running and the jobs stay on view; press Ctrl-C to stop"
+        " (the demo's tables are removed then)\n"
+    )
+    out.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    out.write("\nstopping\n")
+
+
+def _dashboard_port(wanted: int | None, out: Any) -> int:
+    """The port to serve on: ``wanted``, else 8000, else any free port (said so)."""
+    import socket
+
+    port = 8000 if wanted is None else wanted
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            pass
+    if wanted is not None:
+        raise SystemExit(
+            f"error: port {wanted} on 127.0.0.1 is in use; pass --port with a free port"
+            " (or --port 0 for any free port)"
+        )
+    out.write("port 8000 is in use; the dashboard takes a free port instead (--port to choose)\n")
+    return 0
 
 
 async def _recount(chancy: Chancy, lanes: list[Lane], finished: set[str]) -> None:
@@ -366,6 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=600, help="how many jobs to push (default: 600)"
     )
+    parser.add_argument(
+        "--serve",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the tour, keep the worker and its dashboard running until Ctrl-C"
+        " (default: when the output is a terminal)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="the dashboard's port (default: 8000, else any)"
+    )
     args = parser.parse_args(argv)
     if args.jobs < 3:
         parser.error("--jobs must be at least 3 (one per queue)")
@@ -389,13 +290,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no DSN given and the embedded PostgreSQL could not start: {exc}")
         return 1
     try:
-        chancy = Chancy(dsn, prefix=PREFIX, max_connection_pool_size=5)
+        serve = out.isatty() if args.serve is None else args.serve
+        dashboard = _dashboard(_dashboard_port(args.port, out)) if serve else None
+        chancy = Chancy(
+            dsn,
+            prefix=PREFIX,
+            max_connection_pool_size=5,
+            plugins=[dashboard] if dashboard is not None else None,
+        )
         where = "an embedded PostgreSQL" if server is not None else "PostgreSQL"
         out.write(f"chancy demo on {where}: {chancy!r}  [{time.monotonic() - started:.2f}s]\n")
 
         async def run() -> bool:
             try:
-                return await _run(chancy, args.jobs, out)
+                return await _run(chancy, args.jobs, out, dashboard)
             finally:
                 try:
                     await chancy.migrate(to_version=0)
@@ -420,5 +328,16 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _dashboard(port: int) -> Api | None:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        sys.stdout.write(
+            "the dashboard needs the web extra (pip install 'chancy[web]'); the demo ends after"
+            " the tour\n"
+        )
+        return None
+    from chancy.plugins.api import Api
+
+    return Api(port=port)

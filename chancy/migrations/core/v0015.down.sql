@@ -1,0 +1,1 @@
+ALTER TABLE {prefix}jobs DROP COLUMN IF EXISTS progress;

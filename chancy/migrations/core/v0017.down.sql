@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS {prefix}claim_jobs(text, integer, text);

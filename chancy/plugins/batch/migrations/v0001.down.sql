@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS {prefix}batch_jobs;
+DROP TABLE IF EXISTS {prefix}batches;

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS {prefix}workflows_finished_idx;

@@ -1,0 +1,138 @@
+"""Pushing jobs: one statement (or COPY) per batch, hooks first, the next batch encoded ahead.
+
+Every push form goes through ``plan``: the plugins' ``on_push`` hooks, then the store's push
+plan (validated and encoded before anything is written). ``push_many`` overlaps encoding
+with the database's work: while a batch is written, the next one is read from the caller's
+iterable and encoded in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from chancy.errors import ConfigurationError, PushError
+from chancy.job import Job, Reference, as_job
+from chancy.store import Plan
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from chancy.app import Chancy
+
+__all__ = ["batches", "plan", "push_many", "push_many_ex", "sync_push_many", "sync_push_many_ex"]
+
+#: push_many encodes the next batch in a thread while the current one is written, for
+#: batches at least this large (below it, the hand-off costs more than it saves).
+ENCODE_AHEAD_MIN = 500
+
+JobLike = Job | Any  # a Job, or a function decorated with @job
+
+
+def plan(chancy: Chancy, jobs: list[Job]) -> Plan[list[Reference]]:
+    """The plan that pushes ``jobs``, after the plugins' ``on_push`` hooks."""
+    return encode(chancy, chancy.hooks.push(jobs, chancy))
+
+
+def encode(chancy: Chancy, jobs: list[Job]) -> Plan[list[Reference]]:
+    """The push plan of jobs whose hooks already ran (safe to call from a thread)."""
+    return chancy.store.job_push(jobs, notify=chancy.notifications)
+
+
+def batches(jobs: Iterable[JobLike], size: int) -> Iterator[list[Job]]:
+    """``jobs`` as lists of at most ``size`` Jobs (``@job`` functions become their Job)."""
+    if size < 1:
+        raise ConfigurationError("batch_size must be at least 1")
+    iterator = iter(jobs)
+    while True:
+        batch = [as_job(j) for _, j in zip(range(size), iterator, strict=False)]
+        if not batch:
+            return
+        yield batch
+
+
+def error(exc: Exception, committed_batches: int, committed_jobs: int) -> PushError:
+    return PushError(
+        f"batch {committed_batches + 1} failed ({exc}); the {committed_batches}"
+        f" earlier batches ({committed_jobs} jobs) were committed",
+        committed_batches=committed_batches,
+        committed_jobs=committed_jobs,
+    )
+
+
+async def push_many(
+    chancy: Chancy, jobs: Iterable[JobLike], batch_size: int
+) -> AsyncIterator[list[Reference]]:
+    """Push in batches, one transaction each; yield each batch's references in order."""
+    iterator = batches(jobs, batch_size)
+    batch = next(iterator, None)
+    if batch is None:
+        return
+    current = plan(chancy, batch)
+    loop = asyncio.get_running_loop()
+    committed_batches = committed_jobs = 0
+    while True:
+        following = next(iterator, None)
+        encoding: asyncio.Future[Plan[list[Reference]]] | None = None
+        if following is not None and len(following) >= ENCODE_AHEAD_MIN:
+            following = chancy.hooks.push(following, chancy)
+            encoding = loop.run_in_executor(None, encode, chancy, following)
+            # Retrieved even when nobody awaits it (the caller stopped iterating).
+            encoding.add_done_callback(_retrieve)
+        try:
+            refs = await chancy.db.run(current, transaction=True)
+        except Exception as exc:
+            if committed_batches == 0:
+                raise
+            raise error(exc, committed_batches, committed_jobs) from exc
+        committed_batches += 1
+        committed_jobs += len(refs)
+        yield refs
+        if following is None:
+            return
+        try:
+            current = await encoding if encoding is not None else plan(chancy, following)
+        except Exception as exc:
+            raise error(exc, committed_batches, committed_jobs) from exc
+
+
+def sync_push_many(
+    chancy: Chancy, jobs: Iterable[JobLike], batch_size: int
+) -> Iterator[list[Reference]]:
+    """``push_many`` for sync code: a generator, each batch pushed as iteration reaches it."""
+    pushed = 0
+    for n, batch in enumerate(batches(jobs, batch_size)):
+        try:
+            refs = chancy.db.run_sync(plan(chancy, batch), transaction=True)
+        except Exception as exc:
+            if n == 0:
+                raise
+            raise error(exc, n, pushed) from exc
+        pushed += len(refs)
+        yield refs
+
+
+async def push_many_ex(
+    chancy: Chancy, cursor: psycopg.AsyncCursor[Any], jobs: Iterable[JobLike], batch_size: int
+) -> list[Reference]:
+    """Push many inside the caller's transaction; return every reference in order."""
+    out: list[Reference] = []
+    for batch in batches(jobs, batch_size):
+        out.extend(await chancy.db.run_ex(cursor, plan(chancy, batch)))
+    return out
+
+
+def sync_push_many_ex(
+    chancy: Chancy, cursor: psycopg.Cursor[Any], jobs: Iterable[JobLike], batch_size: int
+) -> list[Reference]:
+    out: list[Reference] = []
+    for batch in batches(jobs, batch_size):
+        out.extend(chancy.db.run_ex_sync(cursor, plan(chancy, batch)))
+    return out
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen, so an unawaited failure is not logged at exit."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,198 @@
+"""Encoding jobs for the database: each job's column values once, and COPY's text format."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chancy.errors import InvalidJobError
+from chancy.job import DefaultNow, Job, QueuedJob
+from chancy.utils import chancy_uuid, json_dumps, jsonb_dumps
+
+log = logging.getLogger("chancy.store")
+
+#: Batches at least this large, without unique keys, are written with COPY.
+COPY_THRESHOLD = 2000
+
+#: Seconds added to every rate-limit window at claim time: a job starts a few ms after its
+#: claim commits, and this keeps the starts themselves, not only the claims, within the limit.
+LIMIT_START_MARGIN = 0.05
+#: A limited claim lists at most this many running jobs whose end would free room; beyond
+#: that, the producer wakes on the end of any job.
+LIMIT_MAX_WAKE_IDS = 1000
+#: How far from the front of a queue with per-key limits a keyless job stored without the
+#: key '' is looked for (see job_fetch_keyed).
+LIMIT_FRONT = 50
+
+_EMPTY_OBJ = "{}"
+_EMPTY_LIST = "[]"
+
+
+@dataclasses.dataclass(slots=True)
+class EncodedJob:
+    """One job's column values, encoded once."""
+
+    id: uuid.UUID
+    queue: str
+    func: str
+    kwargs: str
+    limits: str
+    meta: str
+    priority: int
+    max_attempts: int
+    scheduled_at: datetime | None
+    unique_key: str | None
+    partition_key: str | None = None
+    deadline: datetime | None = None
+
+
+def _where(job: Job, index: int | None) -> str:
+    return f"job {index} ({job.func})" if index is not None else f"job {job.func}"
+
+
+def encode_job(job: Job, index: int | None = None) -> EncodedJob:
+    """Encode a job's columns, raising InvalidJobError before anything is written."""
+    try:
+        kwargs = jsonb_dumps(job.kwargs) if job.kwargs else _EMPTY_OBJ
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobError(
+            f"{_where(job, index)}: kwargs are not JSON-serialisable ({exc}); pass plain data"
+            " (str, int, float, bool, None, lists and dicts, datetimes, UUIDs) and load objects"
+            " inside the job"
+        ) from None
+    try:
+        meta = jsonb_dumps(job.meta) if job.meta else _EMPTY_OBJ
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobError(
+            f"{_where(job, index)}: meta is not JSON-serialisable ({exc})"
+        ) from None
+    limits = json_dumps([lim.serialize() for lim in job.limits]) if job.limits else _EMPTY_LIST
+    scheduled = None if type(job.scheduled_at) is DefaultNow else job.scheduled_at
+    if job.deadline is not None:
+        _check_deadline(job, index, scheduled)
+    return EncodedJob(
+        chancy_uuid(),
+        job.queue,
+        job.func,
+        kwargs,
+        limits,
+        meta,
+        job.priority,
+        job.max_attempts,
+        scheduled,
+        job.unique_key,
+        job.partition_key,
+        job.deadline,
+    )
+
+
+def _check_deadline(job: Job, index: int | None, scheduled: datetime | None) -> None:
+    """Refuse a deadline that has passed (by this process's clock) or that comes no later
+    than the job's scheduled time: such a job could never start."""
+    deadline = job.deadline
+    assert deadline is not None
+    if deadline <= datetime.now(UTC):
+        raise InvalidJobError(
+            f"{_where(job, index)}: its deadline {deadline.isoformat()} has already passed, so"
+            " it could never start; give a later deadline or none"
+        )
+    if scheduled is not None and deadline <= scheduled:
+        raise InvalidJobError(
+            f"{_where(job, index)}: its deadline {deadline.isoformat()} is not after its"
+            f" scheduled_at {scheduled.isoformat()}, so it could never start; give a later"
+            " deadline"
+        )
+
+
+def _array_literal(values: Sequence[Any]) -> str:
+    """A PostgreSQL array literal of values whose text needs no quoting (ids, numbers, words)."""
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
+
+
+def _text_array_literal(values: Sequence[str | None]) -> str:
+    """A PostgreSQL array literal of arbitrary strings (JSON texts), each quoted."""
+    return (
+        "{"
+        + ",".join(
+            [
+                "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for v in values
+            ]
+        )
+        + "}"
+    )
+
+
+#: Rows per chunk written to COPY.
+_COPY_CHUNK = 2000
+_COPY_NULL = "\\N"
+
+
+def _copy_escape(value: str) -> str:
+    """A string as a field of COPY's text format (backslash, tab, newline and CR escaped)."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\t" in value or "\n" in value or "\r" in value:
+        value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def _copy_text(
+    rows: list[EncodedJob], now: datetime, keyed: set[str], defaults: dict[str, float]
+) -> Iterator[str]:
+    """The rows of job_copy in COPY's text format, in chunks of ``_COPY_CHUNK`` rows.
+
+    Built here rather than adapted value by value by ``write_row``: that costs several
+    microseconds per row in Python, more than encoding the job. JSON texts from json_dumps
+    hold no raw control characters (JSON escapes them), so only their backslashes need
+    escaping; a UUID is written as 32 hex digits, which PostgreSQL's uuid input accepts.
+    """
+    esc = _copy_escape
+    now_text = now.isoformat()
+    lines: list[str] = []
+    for r in rows:
+        due = now if r.scheduled_at is None else r.scheduled_at
+        deadline = r.deadline
+        if deadline is None and r.queue in defaults:
+            deadline = due + timedelta(seconds=defaults[r.queue])
+        if r.partition_key is not None:
+            pk = esc(r.partition_key)
+        elif r.queue in keyed:
+            pk = ""  # keyless jobs of queues with per-key limits (see job_insert_many)
+        else:
+            pk = _COPY_NULL
+        lines.append(
+            f"{r.id.int:032x}\t{esc(r.queue)}\t{esc(r.func)}\t{esc(r.kwargs)}\t{esc(r.limits)}"
+            f"\t{esc(r.meta)}\t{r.priority}\t{r.max_attempts}"
+            f"\t{now_text if r.scheduled_at is None else r.scheduled_at.isoformat()}\t{pk}"
+            f"\t{_COPY_NULL if deadline is None else deadline.isoformat()}\n"
+        )
+        if len(lines) >= _COPY_CHUNK:
+            yield "".join(lines)
+            lines = []
+    if lines:
+        yield "".join(lines)
+
+
+def _outcome_json(value: Any, job: QueuedJob, field: str) -> str | None:
+    """A finished job's ``errors`` or ``meta`` as jsonb text; None (keep the stored value)
+    when it cannot be stored, so one job's bad data never fails a whole batch of outcomes."""
+    try:
+        return jsonb_dumps(value)
+    except (TypeError, ValueError) as exc:
+        log.error(
+            "job %s (%s): its %s cannot be stored (%s); kept as before",
+            job.id,
+            job.func,
+            field,
+            exc,
+        )
+        return None
+
+
+def _one(decode: Any) -> Any:
+    return lambda row: None if row is None else decode(row)

@@ -1,0 +1,399 @@
+"""Job specs: push (one statement, or COPY), reads, completion writes, operator actions.
+
+Mixed into ``Store``; ``self.q`` holds the named queries of ``chancy/store/sql``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from chancy import events
+from chancy.errors import InvalidJobError
+from chancy.job import Job, QueuedJob, Reference
+from chancy.outcome import Outcome
+from chancy.progress import Pending
+from chancy.store.encode import (
+    COPY_THRESHOLD,
+    EncodedJob,
+    _array_literal,
+    _copy_text,
+    _text_array_literal,
+    encode_job,
+)
+from chancy.store.loader import Queries
+from chancy.store.queues import _one
+from chancy.store.runner import Plan, Spec
+from chancy.utils import json_dumps, jsonb_dumps
+
+log = logging.getLogger("chancy.store")
+
+
+class JobSpecs:
+    """Specs over ``{prefix}jobs`` (mixed into ``Store``)."""
+
+    q: Queries
+
+    def notify(self, event: str, payload: dict[str, Any] | None = None) -> Spec[None]:
+        body = {"t": event, **(payload or {})}
+        return Spec(self.q["notify"], {"payload": json_dumps(body)})
+
+    def notify_many(self, events: Iterable[tuple[str, dict[str, Any]]]) -> Spec[None]:
+        """Send several events in one statement (at commit, in order)."""
+        payloads = [json_dumps({"t": event, **payload}) for event, payload in events]
+        return Spec(self.q["notify_many"], {"payloads": payloads})
+
+    # -- jobs: push ---------------------------------------------------------------------
+
+    def job_push(
+        self, jobs: Sequence[Job], *, notify: bool, copy_threshold: int = COPY_THRESHOLD
+    ) -> Plan[list[Reference]]:
+        """Insert a batch; return references in the caller's order.
+
+        Validation and encoding happen now, before the returned plan writes anything. A unique
+        key repeated inside the batch maps to the first job that has it; a key live in the
+        database maps to that job, which is left untouched.
+        """
+        encoded = [encode_job(job, i) for i, job in enumerate(jobs)]
+        return self._job_push_plan(encoded, notify=notify, copy_threshold=copy_threshold)
+
+    def _job_push_plan(
+        self, encoded: list[EncodedJob], *, notify: bool, copy_threshold: int
+    ) -> Plan[list[Reference]]:
+        if not encoded:
+            return []
+        first_by_key: dict[str, EncodedJob] = {}
+        refs: list[uuid.UUID] = []
+        rows: list[EncodedJob] = []
+        for row in encoded:
+            key = row.unique_key
+            if key is not None:
+                first = first_by_key.get(key)
+                if first is not None:
+                    refs.append(first.id)
+                    continue
+                first_by_key[key] = row
+            refs.append(row.id)
+            rows.append(row)
+
+        if not first_by_key and len(rows) >= copy_threshold:
+            prepared = yield Spec(
+                self.q["job_copy_prepare"],
+                {"queues": sorted({r.queue for r in rows})},
+                fetch="one",
+            )
+            now = prepared["now"]
+            # Keyless jobs of queues with per-key limits get the key '' (see job_insert_many).
+            keyed = set(prepared["keyed_queues"])
+            defaults = {k: float(v) for k, v in prepared["default_deadlines"].items()}
+            yield Spec(
+                self.q["job_copy"], fetch="copy", data=_copy_text(rows, now, keyed, defaults)
+            )
+            if notify:
+                for queue in sorted({r.queue for r in rows}):
+                    yield self.notify(events.QUEUE_PUSHED, {"q": queue})
+            return [Reference(i) for i in refs]
+
+        # Rows with unique keys first, in key order: concurrent pushers lock keys in the
+        # same order and cannot deadlock on each other.
+        rows.sort(key=lambda r: (r.unique_key is None, r.unique_key or ""))
+        pending = rows
+        replaced: dict[uuid.UUID, uuid.UUID] = {}
+        for _ in range(10):
+            result = yield self._job_insert_spec(pending, notify)
+            inserted = set(result["ids"] or ())
+            conflicted = [r for r in pending if r.id not in inserted]
+            if not conflicted:
+                break
+            keys = [r.unique_key for r in conflicted]
+            live = yield Spec(self.q["job_live_by_unique_keys"], {"keys": keys}, fetch="all")
+            live_ids = {row["unique_key"]: row["id"] for row in live}
+            pending = []
+            for r in conflicted:
+                existing = live_ids.get(r.unique_key)
+                if existing is None:
+                    # The live job finished between our insert and our look-up: try again.
+                    pending.append(r)
+                else:
+                    replaced[r.id] = existing
+            if not pending:
+                break
+        else:
+            raise InvalidJobError(
+                "could not settle unique keys after 10 tries; another process keeps finishing"
+                " and pushing the same keys"
+            )
+        return [Reference(replaced.get(i, i)) for i in refs]
+
+    def _job_insert_spec(self, rows: list[EncodedJob], notify: bool) -> Spec[Any]:
+        return Spec(
+            self.q["job_insert_many"],
+            {
+                # Array literals, not lists: see job_complete_many.
+                "ids": _array_literal([r.id for r in rows]),
+                "queues": _text_array_literal([r.queue for r in rows]),
+                "funcs": _text_array_literal([r.func for r in rows]),
+                "kwargs": _text_array_literal([r.kwargs for r in rows]),
+                "limits": _text_array_literal([r.limits for r in rows]),
+                "metas": _text_array_literal([r.meta for r in rows]),
+                "priorities": _array_literal([r.priority for r in rows]),
+                "max_attempts": _array_literal([r.max_attempts for r in rows]),
+                "scheduled_ats": _text_array_literal(
+                    [None if r.scheduled_at is None else r.scheduled_at.isoformat() for r in rows]
+                ),
+                "unique_keys": _text_array_literal([r.unique_key for r in rows]),
+                "partition_keys": _text_array_literal([r.partition_key for r in rows]),
+                "deadlines": _text_array_literal(
+                    [None if r.deadline is None else r.deadline.isoformat() for r in rows]
+                ),
+                "notify": notify,
+            },
+            fetch="one",
+        )
+
+    # -- jobs: read ---------------------------------------------------------------------
+
+    def job_get(self, ref: Reference | uuid.UUID | str) -> Spec[QueuedJob | None]:
+        return Spec(
+            self.q["job_get"], {"id": Reference(ref).identifier}, "one", _one(QueuedJob.unpack)
+        )
+
+    def job_get_many(self, refs: Sequence[Reference | uuid.UUID | str]) -> Spec[list[QueuedJob]]:
+        ids = [Reference(r).identifier for r in refs]
+        order = {i: n for n, i in enumerate(ids)}
+
+        def decode(rows: list[dict[str, Any]]) -> list[QueuedJob]:
+            jobs = [QueuedJob.unpack(row) for row in rows]
+            jobs.sort(key=lambda j: order[j.id])
+            return jobs
+
+        return Spec(self.q["job_get_many"], {"ids": ids}, "all", decode)
+
+    def job_active_count(self, queues: Sequence[str] | None) -> Spec[int]:
+        """Due or running jobs of ``queues`` (all when None)."""
+        params = {"queues": None if queues is None else list(queues)}
+        return Spec(self.q["job_active_count"], params, "one", lambda row: int(row["n"]))
+
+    def job_find_by_func(self, func: str, queue: str | None, limit: int) -> Spec[list[QueuedJob]]:
+        """The newest ``limit`` jobs of ``func`` (and ``queue``), newest first."""
+        params = {"func": func, "queue": queue, "limit": limit}
+        return Spec(
+            self.q["job_find_by_func"],
+            params,
+            "all",
+            lambda rows: [QueuedJob.unpack(row) for row in rows],
+        )
+
+    def testing_clock(self) -> Spec[datetime]:
+        """The server's clock now (chancy.testing)."""
+        return Spec(self.q["testing_clock"], {}, "one", lambda row: row["ts"])
+
+    def testing_finished_since(
+        self, since: datetime, queues: Sequence[str] | None
+    ) -> Spec[list[QueuedJob]]:
+        """Jobs of ``queues`` (all when None) finished at or after ``since``, oldest first."""
+        params = {"since": since, "queues": None if queues is None else list(queues)}
+        return Spec(
+            self.q["testing_finished_since"],
+            params,
+            "all",
+            lambda rows: [QueuedJob.unpack(row) for row in rows],
+        )
+
+    def job_states(self, ids: Sequence[uuid.UUID]) -> Spec[dict[uuid.UUID, str]]:
+        return Spec(
+            self.q["job_states"],
+            {"ids": list(ids)},
+            "all",
+            lambda rows: {row["id"]: row["state"] for row in rows},
+        )
+
+    def complete_settings(self) -> Spec[str]:
+        """The completion's planner settings, in its transaction; returns enable_nestloop as
+        it was (see jobs.sql)."""
+        return Spec(self.q["complete_settings"], {}, "one", lambda row: row["was"])
+
+    def restore_nestloop(self, was: str) -> Spec[None]:
+        return Spec(self.q["restore_nestloop"], {"was": was})
+
+    def job_complete_many(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        notify: bool,
+        progress: Mapping[uuid.UUID, Pending] | None = None,
+    ) -> Spec[list[uuid.UUID]]:
+        """Write outcomes, fenced by claim id; return the ids that were written.
+
+        ``progress``: reports of these runs not written yet, written in the same row update
+        (a report is kept only when it was made under the outcome's claim).
+        """
+        ordered = sorted(outcomes, key=lambda o: o.job.id)
+        ids: list[uuid.UUID] = []
+        claims: list[uuid.UUID | None] = []
+        states: list[str] = []
+        attempts: list[int] = []
+        errors: list[str | None] = []
+        metas: list[str | None] = []
+        results: list[str | None] = []
+        delays: list[float | None] = []
+        for o in ordered:
+            job = o.job
+            ids.append(job.id)
+            claims.append(job.claim_id)
+            states.append(str(job.state))
+            attempts.append(job.attempts)
+            errors.append(_outcome_json(job.errors, job, "errors") if job.errors else None)
+            metas.append(_outcome_json(job.meta, job, "meta") if job.meta else None)
+            results.append(o.result_json)
+            delays.append(o.delay)
+        # Each array goes as one array literal: psycopg would otherwise dump every element
+        # in Python, which costs more than the rest of the write for a large batch.
+        return Spec(
+            self.q["job_complete_many"],
+            {
+                "ids": _array_literal(ids),
+                "claim_ids": _array_literal(claims),
+                "states": _array_literal(states),
+                "attempts": _array_literal(attempts),
+                "errors": _text_array_literal(errors),
+                "metas": _text_array_literal(metas),
+                "results": _text_array_literal(results),
+                "delays": _array_literal(delays),
+                "progresses": _progress_literal(ordered, progress) if progress else None,
+                "notify": notify,
+            },
+            "one",
+            lambda row: list(row["ids"] or ()),
+        )
+
+    def job_progress_many(self, pending: Mapping[uuid.UUID, Pending]) -> Spec[list[uuid.UUID]]:
+        """Write the latest progress report of running jobs, fenced by each run's claim;
+        return the ids that were written."""
+        ids = sorted(pending)
+        entries = [pending[i] for i in ids]
+        return Spec(
+            self.q["job_progress_many"],
+            {
+                "ids": _array_literal(ids),
+                "claim_ids": _array_literal([claim for claim, _ in entries]),
+                "progresses": _text_array_literal([r.to_json() for _, r in entries]),
+            },
+            "all",
+            lambda rows: [row["id"] for row in rows],
+        )
+
+    def job_complete_tx(
+        self, job: QueuedJob, result_json: str | None, meta_json: str | None, *, notify: bool
+    ) -> Spec[bool]:
+        """Mark ``job`` succeeded in the caller's transaction, fenced by its claim."""
+        return Spec(
+            self.q["job_complete_tx"],
+            {
+                "id": job.id,
+                "claim_id": job.claim_id,
+                "result": result_json,
+                "meta": meta_json,
+                "notify": notify,
+            },
+            "one",
+            lambda row: row is not None,
+        )
+
+    def job_settled_by_claim(
+        self, claims: Sequence[tuple[uuid.UUID, uuid.UUID | None]]
+    ) -> Spec[set[uuid.UUID]]:
+        """Of these (id, claim id) pairs, the jobs that finished themselves under that claim."""
+        return Spec(
+            self.q["job_settled_by_claim"],
+            {"ids": [c[0] for c in claims], "claim_ids": [c[1] for c in claims]},
+            "all",
+            lambda rows: {r["id"] for r in rows},
+        )
+
+    def job_release_many(
+        self, claims: Sequence[tuple[uuid.UUID, uuid.UUID | None]]
+    ) -> Spec[list[dict[str, Any]]]:
+        pairs = sorted(claims)
+        return Spec(
+            self.q["job_release_many"],
+            {"ids": [p[0] for p in pairs], "claim_ids": [p[1] for p in pairs]},
+            "all",
+        )
+
+    # -- jobs: operator actions ---------------------------------------------------------
+
+    def job_claims_lost(
+        self, claims: Sequence[tuple[uuid.UUID, uuid.UUID | None]]
+    ) -> Spec[list[uuid.UUID]]:
+        """Of these (id, claim id) pairs, the jobs no longer running under that claim."""
+        return Spec(
+            self.q["job_claims_lost"],
+            {"ids": [c[0] for c in claims], "claim_ids": [c[1] for c in claims]},
+            "all",
+            lambda rows: [r["id"] for r in rows],
+        )
+
+    def job_cancel(
+        self,
+        ref: Reference | uuid.UUID | str,
+        *,
+        notify: bool,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> Spec[bool]:
+        return Spec(
+            self.q["job_cancel"],
+            {"id": Reference(ref).identifier, "notify": notify, "reason": reason, "by": by},
+            "one",
+            lambda row: row is not None,
+        )
+
+    def job_retry_many(
+        self, refs: Sequence[Reference | uuid.UUID | str], *, notify: bool
+    ) -> Spec[tuple[list[uuid.UUID], list[uuid.UUID]]]:
+        ids = sorted({Reference(r).identifier for r in refs})
+        return Spec(
+            self.q["job_retry_many"],
+            {"ids": ids, "notify": notify},
+            "one",
+            lambda row: (list(row["retried"]), list(row["blocked"])),
+        )
+
+    def job_purge_many(
+        self, refs: Sequence[Reference | uuid.UUID | str], *, notify: bool
+    ) -> Spec[list[uuid.UUID]]:
+        ids = sorted({Reference(r).identifier for r in refs})
+        return Spec(
+            self.q["job_purge_many"],
+            {"ids": ids, "notify": notify},
+            "one",
+            lambda row: list(row["ids"]),
+        )
+
+
+def _progress_literal(ordered: Sequence[Outcome], progress: Mapping[uuid.UUID, Pending]) -> str:
+    values: list[str | None] = []
+    for o in ordered:
+        entry = progress.get(o.job.id)
+        values.append(entry[1].to_json() if entry and entry[0] == o.job.claim_id else None)
+    return _text_array_literal(values)
+
+
+def _outcome_json(value: Any, job: QueuedJob, field: str) -> str | None:
+    """A finished job's ``errors`` or ``meta`` as jsonb text; None (keep the stored value)
+    when it cannot be stored, so one job's bad data never fails a whole batch of outcomes."""
+    try:
+        return jsonb_dumps(value)
+    except (TypeError, ValueError) as exc:
+        log.error(
+            "job %s (%s): its %s cannot be stored (%s); kept as before",
+            job.id,
+            job.func,
+            field,
+            exc,
+        )
+        return None
