@@ -174,15 +174,22 @@ async def test_a_cut_off_worker_loses_its_jobs_and_its_late_writes_are_fenced(
             )
             assert any(str(ref.identifier) in fenced_line for ref in refs), fenced_line
             print(f"\npartition lasted {partition:.1f}s; A's late writes: {fenced_line}")
+            # Workers first: their statements and the migration's DDL take the same tables'
+            # locks in opposite orders (CI once saw the server break that deadlock).
+            _stop(procs)
             await app.migrate(to_version=0)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
+        _stop(procs)
         for name, path in logs.items():
             if path.exists():
                 print(f"----- worker {name} -----\n{path.read_text(errors='replace')[-4000:]}")
+
+
+def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
 
 
 async def _count(runs: object, worker: str, n: int) -> bool:
