@@ -10,6 +10,7 @@ the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -124,6 +125,9 @@ class Db:
         self._sync_pool: ConnectionPool[Any] | None = None
         #: Called when the pool is dropped because its event loop is gone.
         self.on_forget: Callable[[], None] | None = None
+        #: Statements each new connection of the async pool runs before its first use (a
+        #: running worker's claim warm-up, see ``claim_warmup`` in jobs.sql).
+        self.warmups: list[Spec[Any]] = []
 
     def __repr__(self) -> str:
         return f"<Db {where(self.dsn)} prefix={self.prefix!r}>"
@@ -190,9 +194,37 @@ class Db:
                 timeout=max(30.0, self.connect_timeout),
                 name=f"chancy-{self.prefix}",
                 reconnect_timeout=self.reconnect_timeout,
-                configure=_configure_async,
+                configure=self._configure_async,
             )
         return self._pool
+
+    async def _configure_async(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        set_json_loads(fast_json_loads, conn)
+        await self._warm(conn)
+
+    async def _warm(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        for spec in list(self.warmups):
+            try:
+                async with conn.cursor(row_factory=dict_row) as cur:
+                    await run(cur, spec)
+            except psycopg.OperationalError:
+                raise  # a broken connection: the pool discards it
+            except psycopg.Error as exc:
+                # A warm-up only saves time; the statement it prepares for reports its own
+                # errors (a schema migrated away under a running worker, say).
+                log.debug("connection warm-up failed: %s", exc)
+                if not conn.autocommit:
+                    await conn.rollback()
+
+    async def warm(self) -> None:
+        """Run the warm-ups on the async pool's idle connections (those opened before they
+        were registered); connections opened later run them as they open."""
+        pool = await self.open()
+        idle = pool.get_stats().get("pool_available", 0)
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(idle):
+                conn = await stack.enter_async_context(pool.connection())
+                await self._warm(conn)
 
     async def open(self) -> AsyncConnectionPool[Any]:
         """Open the async pool if needed, failing clearly when the server is unreachable."""
@@ -302,10 +334,6 @@ def fast_json_loads(data: bytes | str) -> Any:
         if data == b"[]" or data == "[]":
             return []
     return json.loads(data)
-
-
-async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    set_json_loads(fast_json_loads, conn)
 
 
 def _configure_sync(conn: psycopg.Connection[Any]) -> None:

@@ -40,6 +40,7 @@ from chancy.runtime.producer import fetch_claim
 from chancy.runtime.progress import ProgressWriter
 from chancy.runtime.queues import QueueSet
 from chancy.runtime.service import supervise
+from chancy.store import Spec
 from chancy.store.store import Claim
 
 log = logging.getLogger("chancy.worker")
@@ -129,6 +130,7 @@ class Worker(WorkerCompat):
         self._leader_tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._stopping = False
+        self._warmup: Spec[None] | None = None
         self._stopped = asyncio.Event()
         self._force = asyncio.Event()
         self._unsubscribe: Any = None
@@ -220,6 +222,10 @@ class Worker(WorkerCompat):
         await chancy.open()
         await chancy.check_migrations()
         self._check_plugins()
+        # Each pool connection loads the claim function before its first claim, not during it.
+        self._warmup = chancy.store.claim_warmup()
+        chancy.db.warmups.append(self._warmup)
+        await chancy.db.warm()
         # As in Chancy 0.26: before any queue is served or plugin runs, so handlers a plugin
         # registers here see every event (worker.queue.started for each queue, the first
         # claims) and resources it prepares are ready for the others.
@@ -410,6 +416,9 @@ class Worker(WorkerCompat):
             return clean
         finally:
             progress_sinks.unregister(self.progress)
+            if self._warmup is not None:
+                with contextlib.suppress(ValueError):
+                    self.chancy.db.warmups.remove(self._warmup)
             for sig in self._signals:
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)

@@ -103,6 +103,10 @@ class ClaimSpecs:
             _decode_claim,
         )
 
+    def claim_warmup(self) -> Spec[None]:
+        """Load and plan the claim function in a new server session (see jobs.sql)."""
+        return Spec(self.q["claim_warmup"])
+
     def job_claim_session_busy(self, pid: int) -> Spec[bool]:
         """Whether server session ``pid`` still runs a statement (a lost claim's)."""
         return Spec(self.q["job_claim_session_busy"], {"pid": pid}, "one", lambda r: r["busy"])

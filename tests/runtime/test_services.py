@@ -8,6 +8,7 @@ queue set, the ledger) and checks what it wrote or claimed in the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -521,3 +522,53 @@ async def test_starting_hooks_see_a_claimed_batch_once_or_each_job(chancy: Chanc
     assert calls == [("batch", 4), ("one", 1), ("one", 1), ("one", 1), ("one", 1)]
     assert [j.id for j in started] == [j.id for j in claimed]
     assert all(j.meta["seen"] == ["batch", "one"] for j in started)
+
+
+async def _setting(conn: Any, name: str) -> str | None:
+    cur = await conn.execute("SELECT current_setting(%s, true)", (name,))
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def test_pool_connections_run_the_warmups_before_their_first_use(chancy: Chancy) -> None:
+    pool = await chancy.open()
+    assert pool.get_stats().get("pool_available", 0) >= 1  # opened before the warm-up
+    marker: Spec[None] = Spec("SELECT set_config('chancy.test_warmed', 'yes', false)")
+    chancy.db.warmups.append(marker)
+    try:
+        await chancy.db.warm()  # the idle connections
+        before = pool.get_stats()["pool_size"]
+        async with contextlib.AsyncExitStack() as stack:
+            # Every slot at once: the pool opens new connections, which warm as they open.
+            conns = [await stack.enter_async_context(pool.connection()) for _ in range(4)]
+            assert pool.get_stats()["pool_size"] > before
+            for conn in conns:
+                assert await _setting(conn, "chancy.test_warmed") == "yes"
+    finally:
+        chancy.db.warmups.remove(marker)
+    # A failing warm-up costs nothing but the time it tried to save.
+    broken: Spec[None] = Spec("SELECT no_such_function()")
+    chancy.db.warmups.append(broken)
+    try:
+        await chancy.db.warm()
+        async with pool.connection() as a, pool.connection() as b, pool.connection() as c:
+            for conn in (a, b, c):
+                assert await _setting(conn, "server_version_num") is not None
+    finally:
+        chancy.db.warmups.remove(broken)
+
+
+async def test_a_running_worker_warms_connections_with_a_claim_that_takes_nothing(
+    chancy: Chancy,
+) -> None:
+    await chancy.declare(Queue("elsewhere", tags={"^nobody$"}))
+    refs = await push(chancy, [Job(func="tests.runtime.jobs.noop", queue="elsewhere")])
+    warmup = chancy.store.claim_warmup()
+    assert warmup not in chancy.db.warmups
+    async with Worker(chancy, register_signal_handlers=False, worker_id="warming"):
+        assert chancy.db.warmups == [warmup]
+        # What each new connection runs: the claim function (an error here would only be
+        # logged in a pool's warm-up), claiming nothing.
+        await chancy.db.run(warmup)
+    assert chancy.db.warmups == []
+    assert await states(chancy, refs) == {str(refs[0].identifier): "pending"}

@@ -133,6 +133,13 @@ COMMIT;
 -- whose deadline has passed comes back failed (meta.expired), to be told apart.
 SELECT * FROM {prefix}claim_jobs(%(queue)s, %(limit)s, %(worker_id)s);
 
+-- name: claim_warmup
+-- Run once on each new connection of a worker's pool (Db.warmups), before it serves a claim:
+-- the first call of {prefix}claim_jobs in a server session loads PL/pgSQL, compiles the
+-- function and plans its query, about 2-3 ms that would otherwise land on the first job a
+-- connection claims. Claims nothing (limit 0, no queue named '').
+SELECT count(*) AS n FROM {prefix}claim_jobs('', 0, '');
+
 -- name: job_claim_session_busy
 -- Whether the server session %(pid)s still runs a statement or holds a transaction. After a
 -- claim whose connection was lost, that session's claim may still commit until it does not
