@@ -17,16 +17,12 @@ from psycopg.rows import dict_row
 from chancy.outcome import Outcome
 from chancy.runtime.service import Backoff, is_transient
 from chancy.store import run
+from chancy.store.jobs import LINEAR_JOIN_FROM
 
 if TYPE_CHECKING:
     from chancy.runtime.context import Runtime
 
 log = logging.getLogger("chancy.completer")
-
-#: Batches of at least this many outcomes are written under complete_settings (jobs.sql). A
-#: nested loop over a smaller batch re-reads at most 31 rows per row (under a millisecond),
-#: less than the round trip the setting costs; a batch of 1,000 so joined took 0.66 s.
-LINEAR_JOIN_FROM = 32
 
 
 class Completer:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from chancy.progress import Pending, Report
 from chancy.runtime.service import Backoff, is_transient
+from chancy.store.jobs import LINEAR_JOIN_FROM
 
 if TYPE_CHECKING:
     from chancy.runtime.context import Runtime
@@ -137,7 +138,11 @@ class ProgressWriter:
         backoff = Backoff()
         for attempt in range(5):
             try:
-                written = await chancy.db.run(chancy.store.job_progress_many(batch))
+                # A big batch is joined under the completion's planner settings (jobs.sql).
+                written = await chancy.db.run(
+                    chancy.store.linear_join(chancy.store.job_progress_many(batch), len(batch)),
+                    transaction=len(batch) >= LINEAR_JOIN_FROM,
+                )
                 break
             except asyncio.CancelledError:
                 raise

@@ -290,7 +290,7 @@ async def test_completer_writes_a_large_batch_under_its_planner_settings(
 ) -> None:
     # A large batch runs under complete_settings (its join stays linear whatever the
     # statistics, tests/store/test_plans.py); a small one spares the extra statement.
-    from chancy.runtime.completer import LINEAR_JOIN_FROM
+    from chancy.store.jobs import LINEAR_JOIN_FROM
 
     store = chancy.store
     applied: list[str] = []
@@ -313,6 +313,56 @@ async def test_completer_writes_a_large_batch_under_its_planner_settings(
     assert applied == ["complete_settings"]
     assert completer.written == LINEAR_JOIN_FROM + 8
     # The setting was local to the write's transaction.
+    [row] = await rows(chancy, "SELECT current_setting('enable_nestloop') AS v")
+    assert row["v"] == "on"
+
+
+async def test_big_progress_and_release_batches_are_written_under_the_linear_settings(
+    chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Progress reports and given-back claims join their batch to the table as outcomes do:
+    # a batch of LINEAR_JOIN_FROM or more is written under complete_settings (test_plans).
+    from chancy.progress import make_report
+    from chancy.store.jobs import LINEAR_JOIN_FROM
+
+    store = chancy.store
+    applied: list[int] = []
+    original = store.linear_join
+
+    def counted(spec: Any, size: int) -> Any:
+        applied.append(size)
+        return original(spec, size)
+
+    monkeypatch.setattr(store, "linear_join", counted)
+    original_settings = store.complete_settings
+    settings: list[str] = []
+
+    def settings_counted() -> Any:
+        settings.append("complete_settings")
+        return original_settings()
+
+    monkeypatch.setattr(store, "complete_settings", settings_counted)
+    claimed = await _claimed(chancy, worker, LINEAR_JOIN_FROM + 2)
+    writer = worker.progress
+    for i, running in enumerate(claimed):
+        assert writer.offer(running.id, running.claim_id, make_report(0.5, f"step {i}"))
+    await writer.flush()
+    assert applied == [LINEAR_JOIN_FROM + 2] and settings == ["complete_settings"]
+    assert writer.written == LINEAR_JOIN_FROM + 2
+    found = await rows(
+        chancy,
+        "SELECT progress->>'message' AS m FROM {prefix}jobs WHERE id = ANY(%(ids)s::uuid[])",
+        ids=[j.id for j in claimed],
+    )
+    assert sorted(r["m"] for r in found) == sorted(f"step {i}" for i in range(len(claimed)))
+    # A small batch spares the extra statement.
+    writer.offer(claimed[0].id, claimed[0].claim_id, make_report(0.9))
+    await writer.flush()
+    assert applied[-1] == 1 and settings == ["complete_settings"]
+
+    await worker._release_running()
+    assert applied[-1] == LINEAR_JOIN_FROM + 2 and len(settings) == 2
+    assert set((await states(chancy, [Reference(j.id) for j in claimed])).values()) == {"pending"}
     [row] = await rows(chancy, "SELECT current_setting('enable_nestloop') AS v")
     assert row["v"] == "on"
 

@@ -200,6 +200,13 @@ def _build(conn: psycopg.Connection[Any], name: str, p: str) -> None:
                          OFFSET 200)""",
         )
         _churn(conn, p, 20_000)
+    elif name == "tiny":
+        # A table that has only just started (a new installation, a test, the first jobs
+        # of a benchmark): a generic plan cached now (a prepared statement, a PL/pgSQL
+        # function) outlives it and serves the table once it is big. The claim's UPDATE
+        # found its rows with a scan of the whole table this way until migration v0018.
+        _fill(conn, p, pending=60, running=20, finished=30)
+        _workflows(conn, p, 20)
     elif name == "never_analysed_large":
         # A big table nobody analysed yet (a restore, a bulk load, autovacuum off or not yet
         # run): the planner falls back to default selectivities and believes the backlog
@@ -236,6 +243,7 @@ STATES = [
     "analysed_backlog",
     "empty_then_filled",
     "dead_running",
+    "tiny",
     pytest.param("never_analysed_large", marks=pytest.mark.slow),
     pytest.param("million_finished", marks=pytest.mark.slow),
 ]
@@ -529,10 +537,17 @@ ORDERED = {
 }
 
 
-#: The completer's batch write, which runs under its own planner settings (jobs.sql:
-#: complete_settings) and must never join its batch to the rows with a nested loop that
-#: reads the batch again per row (quadratic in the batch size).
-COMPLETIONS = {"job_complete_many", "job_complete_many_progress"}
+#: Writes joining a batch to the table (outcomes, progress reports, given-back claims): big
+#: batches run under complete_settings (jobs.sql) and must never join the batch to the rows
+#: with a nested loop that reads the batch again per row (quadratic in the batch size).
+LINEAR_JOINS = {
+    "job_complete_many",
+    "job_complete_many_progress",
+    "job_progress_many",
+    "job_release_many",
+}
+#: Statements whose plan must not re-read a batch for every row (with their settings, if any).
+BATCHES = LINEAR_JOINS | {"job_retry_many"}
 
 #: Statements that call a plpgsql function of one RETURN QUERY: the plans checked are those
 #: of the function's query, under the function's own SET clauses, as the server runs it.
@@ -572,10 +587,33 @@ def _checked(conn: psycopg.Connection[Any], s: State) -> tuple[set[str], set[str
     return tables, indexes
 
 
+#: Statements whose plan on a tiny table still scans it: harmless while the table is tiny,
+#: but a generic plan made then (a prepared statement after five runs) is kept when the table
+#: has grown. The claims are fixed (migration v0018, claim_settings); these are not yet.
+TINY_KNOWN = {
+    "job_complete_many",
+    "job_complete_many_progress",
+    "job_get_many",
+    "job_progress_many",
+    "job_purge_many",
+    "job_release_many",
+    "job_retry_many",
+    "job_states",
+    "recovery_recover",
+    "workflow_has_pending_jobs",
+    "workflow_settle",
+    "workflow_sync_jobs",
+    "workflow_sync_workflows",
+}
+TINY_REASON = "known: its plan on a tiny table scans the table, and a generic plan outlives it"
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_statement_plans_never_scan_whole_tables_or_indexes(
-    state: State, case: str, module_dsn: str
+    state: State, case: str, module_dsn: str, request: pytest.FixtureRequest
 ) -> None:
+    if state.name == "tiny" and case in TINY_KNOWN:
+        request.applymarker(pytest.mark.xfail(reason=TINY_REASON))
     query, params = CASES[case](state)
     with psycopg.connect(module_dsn, autocommit=True) as conn:
         if isinstance(query, sql.Composable):
@@ -583,18 +621,20 @@ def test_statement_plans_never_scan_whole_tables_or_indexes(
         tables, indexes = _checked(conn, state)
         # Claims run under the claim's planner settings, in their transaction (jobs.sql).
         settings = _q("chancy.store.sql", "claim_settings", state) if case in ORDERED else None
-        if case in COMPLETIONS:
+        if case in LINEAR_JOINS:
             settings = _q("chancy.store.sql", "complete_settings", state)
         if case in FUNCTIONS:
             function = state.prefix + FUNCTIONS[case]
             assert f"{function}(" in query, query
             query, settings = _function_query(conn, function)
-            assert settings is not None and "enable_bitmapscan', 'off'" in settings, settings
+            assert settings is not None, function
+            for setting in ("enable_bitmapscan", "enable_seqscan"):
+                assert f"{setting}', 'off'" in settings, settings
         for generic in (False, True):
             plan = explain(conn, query, params, generic=generic, settings=settings)
             kind = "generic" if generic else "custom"
             bad = unbounded_scans(plan, tables, indexes)
-            if case in COMPLETIONS:
+            if case in BATCHES:
                 bad += quadratic_joins(plan)
             if case in ORDERED:
                 waiting = {state.table("jobs_claim"), state.table("jobs_claim_key")}

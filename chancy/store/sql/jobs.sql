@@ -115,8 +115,10 @@ LIMIT %(limit)s;
 -- and prefers to fetch all of them with a bitmap scan and sort them; this setting (for this
 -- transaction only) takes that plan away, whatever the statistics say, and leaves the ordered
 -- index scan (tests/store/test_plans.py). Sorts of small sets (the keyed claim's per-key
--- aggregates) stay allowed.
-SELECT set_config('enable_bitmapscan', 'off', true);
+-- aggregates) stay allowed. Sequential scans are off too (a last resort, taken only where no
+-- index serves): on a table that looks small, or under a plan made while it was, the claim's
+-- UPDATE would otherwise read the whole table to find the picked ids (migration v0018).
+SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true);
 
 -- name: tx_begin
 -- A claim's transaction, opened in the same pipeline batch as the claim and committed in a
@@ -128,9 +130,10 @@ COMMIT;
 
 -- name: job_fetch
 -- Claim up to %(limit)s waiting jobs of one queue for %(worker_id)s: one statement, in
--- autocommit. The claim itself is the function {prefix}claim_jobs (migration v0017), which
--- runs under its planner setting (SET enable_bitmapscan = off) and says why; a picked job
--- whose deadline has passed comes back failed (meta.expired), to be told apart.
+-- autocommit. The claim itself is the function {prefix}claim_jobs (migrations v0017 and
+-- v0018), which runs under its planner settings (SET enable_bitmapscan = off, enable_seqscan
+-- = off) and says why; a picked job whose deadline has passed comes back failed
+-- (meta.expired), to be told apart.
 SELECT * FROM {prefix}claim_jobs(%(queue)s, %(limit)s, %(worker_id)s);
 
 -- name: claim_warmup
@@ -287,23 +290,26 @@ FROM cancelled AS c;
 
 -- name: job_retry_many
 -- Put finished jobs back to retrying with attempts reset (errors kept), in id order. A job
--- whose unique key is live again in another job is skipped and reported, not raised.
+-- whose unique key is live again in another job is skipped and reported, not raised. No step
+-- joins the batch to the table: each looks rows up by id, so a big batch costs its size
+-- whatever the statistics say (a join may be planned as a nested loop that re-reads the
+-- batch for every row, tests/store/test_plans.py).
 WITH candidates AS (
     SELECT j.id, j.queue, j.unique_key FROM {prefix}jobs AS j
     WHERE j.id = ANY(ARRAY(SELECT unnest(%(ids)s::uuid[])))
       AND (j.state IN ('succeeded', 'failed')) IS TRUE
     ORDER BY j.id
     FOR UPDATE
-), blocked AS (
+), checked AS (
     -- A scalar subquery, looked up per candidate in jobs_unique_key (an EXISTS may become a
     -- join that reads the whole index).
-    SELECT c.id FROM candidates AS c
-    WHERE c.unique_key IS NOT NULL AND (
+    SELECT c.id, c.unique_key IS NOT NULL AND (
         SELECT true FROM {prefix}jobs AS o
         WHERE o.unique_key = c.unique_key AND o.id <> c.id
           AND o.state IN ('pending', 'retrying', 'running')
         LIMIT 1
-    ) IS TRUE
+    ) IS TRUE AS blocked
+    FROM candidates AS c
 ), retried AS (
     UPDATE {prefix}jobs AS j
     SET state = 'retrying', attempts = 0, completed_at = NULL, started_at = NULL,
@@ -311,9 +317,7 @@ WITH candidates AS (
         meta = j.meta - 'cancelled' - 'cancel_reason' - 'cancelled_by' - 'expired',
         -- Run again on request: a deadline that expired the job no longer applies.
         deadline = NULL
-    FROM candidates AS c
-    WHERE j.id = ANY(ARRAY(SELECT id FROM candidates)) AND j.id = c.id
-      AND c.id NOT IN (SELECT id FROM blocked)
+    WHERE j.id = ANY(ARRAY(SELECT id FROM checked WHERE NOT blocked))
     RETURNING j.id, j.queue
 ), woken AS (
     SELECT pg_notify('{prefix}events', json_build_object('t', 'queue.pushed', 'q', q.queue)::text)
@@ -321,7 +325,7 @@ WITH candidates AS (
 )
 SELECT
     (SELECT coalesce(array_agg(id), '{}') FROM retried) AS retried,
-    (SELECT coalesce(array_agg(id), '{}') FROM blocked) AS blocked,
+    (SELECT coalesce(array_agg(id), '{}') FROM checked WHERE blocked) AS blocked,
     (SELECT count(*) FROM woken) AS notified;
 
 -- name: job_purge_many

@@ -1,0 +1,1 @@
+ALTER FUNCTION {prefix}claim_jobs(text, integer, text) RESET enable_seqscan;
