@@ -201,6 +201,11 @@ async def test_a_zombie_cannot_overwrite_the_result_of_the_rerun(
         return job is not None and job.state == "running" and job.taken_by == zombie.worker_id
 
     await eventually(running_on_zombie, timeout=30, message="job running on the zombie")
+    # It must lead when it is paused (it is alone, but its job can start before its election
+    # completes on a loaded machine): the test then waits for it to notice it lost the lead.
+    await eventually(
+        lambda: any(e["e"] == "gained" for e in zombie.events()), timeout=30, message="leads"
+    )
     zombie.signal(signal.SIGSTOP)
     try:
         rescuer = fleet.start("rescuer", tags=("role=z",))
