@@ -213,8 +213,6 @@ class Db:
                 # A warm-up only saves time; the statement it prepares for reports its own
                 # errors (a schema migrated away under a running worker, say).
                 log.debug("connection warm-up failed: %s", exc)
-                if not conn.autocommit:
-                    await conn.rollback()
 
     async def warm(self) -> None:
         """Run the warm-ups on the async pool's idle connections (those opened before they
