@@ -154,17 +154,19 @@ async def test_producer_fills_free_slots_and_stops_at_none(chancy: Chancy, worke
 
 
 async def test_producer_claims_nothing_while_the_heartbeat_is_not_trusted(
-    chancy: Chancy, worker: Worker
+    chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue = await chancy.declare(Queue("a", executor=ASYNC, polling_interval=0.05))
     await chancy.push(job())
     executor = Recording(worker, queue)
     producer = Producer(worker.runtime, queue, executor)
     worker.heartbeat.last_ok = time.monotonic() - worker.heartbeat.timeout  # lapsed
+    asked = _calls(monkeypatch, worker.runtime, "can_claim")
     task = asyncio.create_task(producer.run())
     try:
-        # A negative check: nothing may be claimed during several polling intervals.
-        await asyncio.sleep(0.3)
+        # A negative check: nothing may be claimed while the producer asks, and is refused,
+        # on several polling intervals.
+        await eventually(lambda: len(asked) >= 4, timeout=10)
         assert not executor.pushed
         await worker.heartbeat.beat()  # trusted again
         await asyncio.wait_for(executor.pushed_event.wait(), 5)
