@@ -41,7 +41,6 @@ from chancy.runtime.progress import ProgressWriter
 from chancy.runtime.queues import QueueSet
 from chancy.runtime.service import supervise
 from chancy.store import Spec
-from chancy.store.jobs import LINEAR_JOIN_FROM
 from chancy.store.store import Claim
 
 log = logging.getLogger("chancy.worker")
@@ -440,10 +439,8 @@ class Worker(WorkerCompat):
     async def _release_running(self) -> None:
         claims = self.runtime.ledger.claims()
         try:
-            store = self.chancy.store
-            released = await self.chancy.db.run(
-                store.linear_join(store.job_release_many(claims), len(claims)),
-                transaction=len(claims) >= LINEAR_JOIN_FROM,
+            released = await self.runtime.write_joined(
+                self.chancy.store.job_release_many(claims), len(claims)
             )
             log.warning("gave %d unfinished job(s) back to their queues at shutdown", len(released))
         except Exception:

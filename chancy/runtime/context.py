@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chancy import events
 from chancy.hooks import Hooks
 from chancy.job import COMPLETED_STATES, QueuedJob, Reference
 from chancy.outcome import Outcome, build_outcome
 from chancy.runtime.ledger import Ledger
+from chancy.store.jobs import LINEAR_JOIN_FROM
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -36,9 +37,12 @@ if TYPE_CHECKING:
     from chancy.runtime.heartbeat import Heartbeat
     from chancy.runtime.progress import ProgressWriter
     from chancy.runtime.queues import QueueSet
+    from chancy.store import Spec
     from chancy.worker import Worker
 
 log = logging.getLogger("chancy.worker")
+
+T = TypeVar("T")
 
 
 class Runtime:
@@ -74,6 +78,15 @@ class Runtime:
 
     def can_claim(self) -> bool:
         return not self.stopping and self.heartbeat.trusted()
+
+    async def write_joined(self, spec: Spec[T], size: int) -> T:
+        """Run ``spec``, a write joining a batch of ``size`` rows to the jobs table (progress
+        reports, given-back claims): a big batch runs in a transaction under the completion's
+        planner settings (``Store.linear_join``)."""
+        chancy = self.chancy
+        return await chancy.db.run(
+            chancy.store.linear_join(spec, size), transaction=size >= LINEAR_JOIN_FROM
+        )
 
     # -- the route of an outcome --------------------------------------------------------
 

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from chancy.progress import Pending, Report
 from chancy.runtime.service import Backoff, is_transient
-from chancy.store.jobs import LINEAR_JOIN_FROM
 
 if TYPE_CHECKING:
     from chancy.runtime.context import Runtime
@@ -138,10 +137,8 @@ class ProgressWriter:
         backoff = Backoff()
         for attempt in range(5):
             try:
-                # A big batch is joined under the completion's planner settings (jobs.sql).
-                written = await chancy.db.run(
-                    chancy.store.linear_join(chancy.store.job_progress_many(batch), len(batch)),
-                    transaction=len(batch) >= LINEAR_JOIN_FROM,
+                written = await self.runtime.write_joined(
+                    chancy.store.job_progress_many(batch), len(batch)
                 )
                 break
             except asyncio.CancelledError:
