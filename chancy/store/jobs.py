@@ -5,7 +5,6 @@ Mixed into ``Store``; ``self.q`` holds the named queries of ``chancy/store/sql``
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -21,15 +20,14 @@ from chancy.store.encode import (
     EncodedJob,
     _array_literal,
     _copy_text,
+    _outcome_json,
     _text_array_literal,
     encode_job,
 )
 from chancy.store.loader import Queries
 from chancy.store.queues import _one
 from chancy.store.runner import Plan, Spec
-from chancy.utils import json_dumps, jsonb_dumps
-
-log = logging.getLogger("chancy.store")
+from chancy.utils import json_dumps
 
 T = TypeVar("T")
 
@@ -397,19 +395,3 @@ def _progress_literal(ordered: Sequence[Outcome], progress: Mapping[uuid.UUID, P
         entry = progress.get(o.job.id)
         values.append(entry[1].to_json() if entry and entry[0] == o.job.claim_id else None)
     return _text_array_literal(values)
-
-
-def _outcome_json(value: Any, job: QueuedJob, field: str) -> str | None:
-    """A finished job's ``errors`` or ``meta`` as jsonb text; None (keep the stored value)
-    when it cannot be stored, so one job's bad data never fails a whole batch of outcomes."""
-    try:
-        return jsonb_dumps(value)
-    except (TypeError, ValueError) as exc:
-        log.error(
-            "job %s (%s): its %s cannot be stored (%s); kept as before",
-            job.id,
-            job.func,
-            field,
-            exc,
-        )
-        return None
