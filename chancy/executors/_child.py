@@ -4,9 +4,10 @@ Kept apart from ``process.py`` so a child imports only what running jobs needs: 
 psycopg, never the worker. The parent and a child exchange length-prefixed pickles over a
 socket pair; the messages are plain tuples so the hot path pickles as little as possible.
 
-Parent to child, one per job::
+Parent to child, one per job (a child may be sent several ahead; it runs them in order)::
 
     (job or None, job id as int, func, kwargs, attempts, queue, memory limit or None)
+    (SKIP, job id as int)                          drop that job if it has not started
 
 The full ``QueuedJob`` (costly to pickle) is sent only while the parent does not know that
 the function leaves it unused; a child that turns out to need it answers ``NEED_JOB`` and the
@@ -19,12 +20,14 @@ Child to parent::
                                                    name (str) when it could not be pickled
     (FAILED, used_job, exception pickle or None, type name, message, traceback, meta)
     (NEED_JOB,)
+    (SKIPPED, job id as int)                       answers a SKIP that dropped the job
     (PROGRESS, job id as int, fraction, message, data as JSON text or None)
                                                    while a job runs (chancy.executors._progress)
 """
 
 from __future__ import annotations
 
+import collections
 import importlib
 import logging
 import os
@@ -37,6 +40,7 @@ import threading
 import time
 import types
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +64,9 @@ try:
 except ImportError:  # pragma: no cover - not on Windows
     resource = None  # type: ignore[assignment]
 
-READY, DONE, FAILED, NEED_JOB, PROGRESS = 0, 1, 2, 3, 4
+READY, DONE, FAILED, NEED_JOB, PROGRESS, SKIPPED = 0, 1, 2, 3, 4, 5
+#: Parent to child: drop a job sent ahead that has not started, ``(SKIP, job id as int)``.
+SKIP = 6
 
 FRAME = struct.Struct("!I")
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -293,22 +299,89 @@ def main(sock: socket.socket, config: dict[str, Any]) -> None:
     _configure_logging(config["log_level"])
     functions = FunctionCache(executor_cls.get_function_and_kwargs)
     sock.setblocking(True)
-    reader = sock.makefile("rb")
     pipe = ProgressPipe(sock, frame, PROGRESS)
     progress.set_remote(pipe.report)
+    inbox = Inbox(sock, lambda id_int: pipe.reply(frame((SKIPPED, id_int))))
     try:
         sock.sendall(frame((READY, os.getpid())))
+        fresh = False
         while True:
-            head = reader.read(FRAME.size)
-            if len(head) < FRAME.size:
-                return  # the parent closed the socket: recycled, stopped, or gone
-            (size,) = FRAME.unpack(head)
-            payload = reader.read(size)
-            if len(payload) < size:
-                return
-            pipe.reply(frame(run_job(pickle.loads(payload), functions)))
+            if inbox.awaiting is not None or not inbox.pending:
+                if not inbox.take(block=True):
+                    return  # the parent closed the socket: recycled, stopped, or gone
+                fresh = True
+                continue
+            if not fresh:
+                # Jobs sent ahead wait here; a skip for one of them may have arrived since.
+                if not inbox.take(block=False):
+                    return
+                if not inbox.pending:
+                    continue
+            fresh = False
+            message = inbox.pending.popleft()
+            reply = run_job(message, functions)
+            if reply[0] == NEED_JOB:
+                inbox.awaiting = message[1]
+            pipe.reply(frame(reply))
     except (BrokenPipeError, ConnectionResetError):
         return  # the parent went away mid-message
+
+
+class Inbox:
+    """The child's side of its socket: job messages in order, minus the ones skipped.
+
+    The parent may send a child several jobs ahead (see ``ProcessExecutor``); they wait in
+    ``pending``. ``(SKIP, id)`` drops a waiting job (a cancellation) and is answered
+    ``(SKIPPED, id)``; a skip for a job already run is ignored (its outcome went first).
+    After ``NEED_JOB`` the child waits for that job's full message (``awaiting``), which
+    goes ahead of the others.
+    """
+
+    def __init__(self, sock: socket.socket, skipped: Callable[[int], None]) -> None:
+        self.sock = sock
+        self.skipped = skipped
+        self.pending: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.awaiting: int | None = None
+        self.buf = bytearray()
+
+    def take(self, *, block: bool) -> bool:
+        """Read what the socket holds (waiting for it if ``block``); False at its end."""
+        try:
+            data = self.sock.recv(1 << 16, 0 if block else socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return True
+        if not data:
+            return False
+        buf = self.buf
+        buf += data
+        start, end = 0, len(buf)
+        while end - start >= FRAME.size:
+            (size,) = FRAME.unpack_from(buf, start)
+            stop = start + FRAME.size + size
+            if stop > end:
+                break
+            self._add(pickle.loads(bytes(buf[start + FRAME.size : stop])))
+            start = stop
+        del buf[:start]
+        return True
+
+    def _add(self, message: tuple[Any, ...]) -> None:
+        if message[0] == SKIP and len(message) == 2:
+            id_int = message[1]
+            if self.awaiting == id_int:
+                self.awaiting = None
+                self.skipped(id_int)
+                return
+            for queued in self.pending:
+                if queued[1] == id_int:
+                    self.pending.remove(queued)
+                    self.skipped(id_int)
+                    return
+        elif self.awaiting is not None and message[1] == self.awaiting and message[0] is not None:
+            self.awaiting = None
+            self.pending.appendleft(message)
+        else:
+            self.pending.append(message)
 
 
 class LazyMain(types.ModuleType):

@@ -8,8 +8,10 @@ callback) and reads from the loop's reader callback, so it never blocks on a chi
 from __future__ import annotations
 
 import asyncio
+import collections
 import pickle
 import socket
+import uuid
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
@@ -28,23 +30,37 @@ _HEAD = _child.FRAME.size
 Message = tuple[Any, ...]
 
 
+class Sent:
+    """A job sent to a child: running (the first in its pipeline) or waiting there."""
+
+    __slots__ = ("job", "memory_limit", "sent_at", "time_limit")
+
+    def __init__(
+        self, job: QueuedJob, time_limit: float | None, memory_limit: int | None, sent_at: float
+    ) -> None:
+        self.job = job
+        self.time_limit = time_limit
+        self.memory_limit = memory_limit
+        self.sent_at = sent_at
+
+
 class Child:
-    """One child process, the socket that feeds it and the job it is running."""
+    """One child process, the socket that feeds it and the jobs it was sent, in order."""
 
     __slots__ = (
         "closed",
         "deadline",
         "inbuf",
-        "job",
         "jobs_done",
-        "memory_limit",
+        "last_done",
         "outbuf",
+        "pipeline",
         "process",
         "ready",
-        "sent_at",
+        "skipping",
         "sock",
         "successor",
-        "time_limit",
+        "unsent",
     )
 
     def __init__(self, process: BaseProcess, sock: socket.socket) -> None:
@@ -52,21 +68,45 @@ class Child:
         self.sock = sock
         self.ready = False
         self.closed = False
-        self.job: QueuedJob | None = None
-        self.time_limit: float | None = None
-        self.memory_limit: int | None = None
+        #: Jobs sent and not yet answered: the first runs, the rest wait in the child.
+        self.pipeline: collections.deque[Sent] = collections.deque()
+        #: Jobs of the pipeline the child was asked to skip (cancelled before they started).
+        self.skipping: set[uuid.UUID] = set()
         self.deadline: asyncio.TimerHandle | None = None
-        self.sent_at = 0.0
+        self.last_done = 0.0
         self.jobs_done = 0
         #: The child that takes this one's place when it retires, started ahead of time.
         self.successor: Child | None = None
         self.inbuf = bytearray()
         self.outbuf = bytearray()
+        self.unsent: list[bytes] = []
+
+    @property
+    def head(self) -> Sent | None:
+        """The job the child runs now (or runs first once it is ready)."""
+        return self.pipeline[0] if self.pipeline else None
+
+    @property
+    def job(self) -> QueuedJob | None:
+        return self.pipeline[0].job if self.pipeline else None
+
+    def queue(self, message: Message) -> None:
+        """Add ``message`` to what the next ``flush`` sends, in one write with the others."""
+        self.unsent.append(_child.frame(message))
+
+    def flush(self) -> None:
+        if self.unsent:
+            data = b"".join(self.unsent)
+            self.unsent.clear()
+            self._write(data)
 
     def send(self, message: Message) -> None:
-        """Queue ``message`` for the child; what the socket does not take now is written by
-        the loop when it can (a child that is gone fails its job through its EOF)."""
-        data = _child.frame(message)
+        self.queue(message)
+        self.flush()
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data``; what the socket does not take now is written by the loop when it
+        can (a child that is gone fails its job through its EOF)."""
         if self.outbuf:
             self.outbuf += data
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import multiprocessing
 import multiprocessing.spawn
 import os
@@ -68,6 +69,19 @@ def preload_in_forkserver() -> None:
     current = list(getattr(server, "_preload_modules", None) or [])
     if _PRELOAD not in current:
         forkserver.set_forkserver_preload([*current, _PRELOAD])
+
+
+def child_config(cls: type) -> dict[str, Any]:
+    """What a child of an executor of class ``cls`` is started with (see ``_child.main``)."""
+    path: str | None = f"{cls.__module__}.{cls.__qualname__}"
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        path = None  # not importable in the child; it uses ProcessExecutor's hooks
+    return {
+        "executor": path,
+        "parent_pid": os.getpid(),
+        "log_level": logging.getLogger().getEffectiveLevel(),
+        "main": describe_main(),
+    }
 
 
 def describe_main() -> dict[str, str]:

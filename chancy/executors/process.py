@@ -11,33 +11,27 @@ killed), so a stuck job cannot stall the worker.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import contextlib
 import dataclasses
 import functools
-import itertools
 import logging
 import multiprocessing
 import multiprocessing.spawn
 import multiprocessing.util  # registers its atexit hook before ours, so ours runs first
 import os
-import socket
 import uuid
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from chancy.errors import ConfigurationError, JobFailedError, JobTimeLimitError
 from chancy.executors import _child
-from chancy.executors._children import Child
+from chancy.executors._children import Child, Sent
+from chancy.executors._pool import ChildPool
 from chancy.executors._reporter import Reporter
 from chancy.executors._spawning import (
+    child_config,
     cpu_count,
     default_start_method,
-    describe_exit,
-    describe_main,
-    kill_process,
-    main_module_hidden,
     preload_in_forkserver,
 )
 from chancy.executors.base import PLATFORM_LINUX, ConcurrentExecutor, Executor
@@ -55,6 +49,14 @@ _EXIT_WAIT = 5.0
 #: Jobs are claimed ahead of free children only to cover this much of their run time, so a
 #: queue of long jobs is never held back from other workers.
 _PREFETCH_WINDOW = 0.05
+#: A child is sent jobs ahead (they wait in the child, so it never idles for a round trip
+#: through the worker's loop) only while they cover at most this much run time, and at
+#: most _MAX_AHEAD of them: a child that dies or times out hands them back to be rerun.
+_AHEAD_WINDOW = 0.005
+_MAX_AHEAD = 8
+#: A job cancelled while waiting in a child is asked to be skipped; if it reaches the head
+#: without the child confirming, it is running, and the child is killed after this long.
+_SKIP_GRACE = 0.5
 
 
 class ProcessExecutor(ConcurrentExecutor):
@@ -77,7 +79,9 @@ class ProcessExecutor(ConcurrentExecutor):
     - ``prefetch`` (64): at most this many jobs per child are claimed ahead and wait in the
       worker for a free child, so short jobs do not wait for a database round trip each. Only
       as many as cover about 50 ms of the measured run time are taken (none until a run time
-      is known), so queues of long jobs are not held back from other workers.
+      is known), so queues of long jobs are not held back from other workers. While jobs
+      take under 5 ms, up to 8 of them are also sent to a busy child ahead of time (``0``
+      turns both off).
 
     Children start when first needed and are reused. They import the worker's ``__main__``
     module only when a job defined there arrives (as multiprocessing does, under the name
@@ -86,7 +90,8 @@ class ProcessExecutor(ConcurrentExecutor):
     nor import psycopg, in every child. A time limit kills the child at the deadline; a
     memory limit caps how much address space a job may add to its child (``RLIMIT_AS``,
     Linux), so an allocation past it raises ``MemoryError`` and fails that attempt.
-    Cancellation kills the child.
+    Cancellation kills the child running the job; a job waiting in a child is skipped. Jobs
+    waiting behind one that kills its child or times out run in another child.
     Override ``on_initialize_worker`` to prepare each child (``django.setup()``, logging).
     """
 
@@ -137,14 +142,20 @@ class ProcessExecutor(ConcurrentExecutor):
         # A retiring child's successor starts this many jobs before the end of its budget,
         # so the slot never waits for a child to boot.
         self._successor_lead = max(1, maximum_jobs_per_worker // 10)
-        self._children: set[Child] = set()
-        self._idle: list[Child] = []
+        #: The children that take jobs (at most ``concurrency``); successors join on retiring.
+        self._slots: list[Child] = []
+        #: Which child holds each job sent to one.
         self._busy: dict[uuid.UUID, Child] = {}
         # func path -> whether its children need the whole QueuedJob (see _child).
         self._needs_job: dict[str, bool] = {}
         self._reporter = Reporter(self.on_job_completed)
-        self._reaping: set[asyncio.Task[None]] = set()
-        self._serial = itertools.count(1)
+        self._pool = ChildPool(
+            self._context,
+            queue.name,
+            functools.partial(child_config, type(self)),
+            self._on_readable,
+            lambda job, exc: self._reporter.report(job, exc),
+        )
         self._stopped = False
 
     # -- capabilities -------------------------------------------------------------------
@@ -209,57 +220,114 @@ class ProcessExecutor(ConcurrentExecutor):
     async def submit_to_pool(self, job: QueuedJob) -> None:
         if self._stopped:
             raise RuntimeError("this ProcessExecutor was stopped; it cannot run more jobs")
-        if not self._idle and len(self._busy) >= self.concurrency:
-            # Claimed ahead: it starts as soon as a child is free.
-            self.jobs[job.id] = job
-            self._waiting.append(job)
-            return
-        self._start(job)
+        self.jobs[job.id] = job
+        self._waiting.append(job)
+        self._feed()
+
+    def _ahead(self) -> int:
+        """How many jobs a child may hold: 1, plus some sent ahead while jobs are short."""
+        runtime = self._runtime
+        if not self.prefetch or runtime is None or runtime >= _AHEAD_WINDOW:
+            return 1
+        return 1 + min(self.prefetch, _MAX_AHEAD, int(_AHEAD_WINDOW / max(runtime, 1e-6)))
 
     def _feed(self) -> None:
-        """Start waiting jobs on free children."""
-        while (
-            self._waiting
-            and not self._stopped
-            and (self._idle or len(self._busy) < self.concurrency)
-        ):
-            self._start(self._waiting.popleft())
-
-    def _start(self, job: QueuedJob) -> None:
-        child = self._idle.pop() if self._idle else None
-        if child is None:
+        """Send waiting jobs to children with room, one write per child."""
+        if self._stopped:
+            return
+        depth = self._ahead()
+        fed: list[Child] = []
+        while self._waiting:
             try:
-                child = self._spawn()
+                child = self._pick(depth)
             except Exception as exc:
-                log.exception("could not start a process for job %s", job.id)
+                log.exception("could not start a process for queue %s", self.queue.name)
+                job = self._waiting.popleft()
                 self.jobs.pop(job.id, None)
                 self._reporter.report(
                     job, JobFailedError(f"could not start a process to run the job: {exc}")
                 )
-                return
-        self.jobs[job.id] = job
+                continue
+            if child is None:
+                break
+            self._assign(child, self._waiting.popleft())
+            if child not in fed:
+                fed.append(child)
+        for child in fed:
+            child.flush()
+
+    def _pick(self, depth: int) -> Child | None:
+        """The child to send the next job to: an idle one, a new one, or the least loaded."""
+        best: Child | None = None
+        for child in self._slots:
+            held = len(child.pipeline)
+            if held >= depth or child.jobs_done + held >= self.maximum_jobs_per_worker:
+                continue  # full, or its remaining jobs are all sent
+            if best is None or held < len(best.pipeline):
+                best = child
+                if not held:
+                    break
+        if (best is None or best.pipeline) and len(self._slots) < self.concurrency:
+            best = self._pool.spawn()
+            self._slots.append(best)
+        return best
+
+    def _assign(self, child: Child, job: QueuedJob) -> None:
+        time_limit = self.time_limit_for(job)
+        if time_limit is not None:
+            # The job can read time_remaining() (CLOCK_MONOTONIC is host-wide on Linux).
+            job = job.with_time_limit(time_limit)
+        memory_limit = self.memory_limit_for(job)
+        child.pipeline.append(
+            Sent(job, time_limit, memory_limit, asyncio.get_running_loop().time())
+        )
         self._busy[job.id] = child
-        child.job = job
         if (
             child.successor is None
-            and child.jobs_done + self._successor_lead >= self.maximum_jobs_per_worker
+            and child.jobs_done + len(child.pipeline) + self._successor_lead
+            >= self.maximum_jobs_per_worker
         ):
-            child.successor = self._try_spawn()
-        child.time_limit = self.time_limit_for(job)
-        if child.time_limit is not None:
-            # The job can read time_remaining() (CLOCK_MONOTONIC is host-wide on Linux).
-            job = child.job = job.with_time_limit(child.time_limit)
-        child.memory_limit = self.memory_limit_for(job)
+            self._start_successor(child)
         full = self._needs_job.get(job.func, True)
-        child.sent_at = asyncio.get_running_loop().time()
-        child.send(_child.job_message(job, child.memory_limit, full=full))
-        if child.ready and child.time_limit is not None:
-            self._arm_deadline(child)
+        child.queue(_child.job_message(job, memory_limit, full=full))
+        if len(child.pipeline) == 1 and child.ready:
+            self._arm_head(child)
+
+    def _arm_head(self, child: Child) -> None:
+        """Start the deadline of the job at the head of ``child``'s pipeline, if it has one."""
+        if child.deadline is not None:
+            child.deadline.cancel()
+            child.deadline = None
+        head = child.head
+        if head is None:
+            return
+        loop = asyncio.get_running_loop()
+        if head.job.id in child.skipping:
+            child.deadline = loop.call_later(_SKIP_GRACE, self._on_deadline, child, head.job)
+        elif head.time_limit is not None:
+            child.deadline = loop.call_later(head.time_limit, self._on_deadline, child, head.job)
+
+    def _requeue(self, entries: list[Sent]) -> None:
+        """Jobs a lost child held but had not started: run them elsewhere (or report them
+        cancelled, if they were)."""
+        for entry in reversed(entries):
+            job_id = entry.job.id
+            self._busy.pop(job_id, None)
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            self._waiting.appendleft(job)
 
     async def cancel(self, ref: Reference) -> None:
         child = self._busy.get(ref.identifier)
         if child is not None:
-            self._abandon(child, JobFailedError("the job was cancelled while running"))
+            head = child.head
+            if head is not None and head.job.id == ref.identifier:
+                self._abandon(child, JobFailedError("the job was cancelled while running"))
+            elif ref.identifier not in child.skipping:
+                # Sent ahead and not started: the child drops it and answers SKIPPED.
+                child.skipping.add(ref.identifier)
+                child.send((_child.SKIP, ref.identifier.int))
             return
         for job in self._waiting:
             if job.id == ref.identifier:
@@ -271,138 +339,74 @@ class ProcessExecutor(ConcurrentExecutor):
     async def stop(self) -> None:
         """Kill every child (running jobs are abandoned) and wait briefly for them to exit."""
         self._stopped = True
-        self._idle.clear()
+        self._slots.clear()
         self._busy.clear()
         self._waiting.clear()
         self.jobs.clear()
-        for child in list(self._children):
-            child.job = None
-            self._discard(child, kill=True)
-        if self._reaping:
-            await asyncio.wait(set(self._reaping), timeout=_EXIT_WAIT)
+        await self._pool.close()
         await self._reporter.flush(timeout=_EXIT_WAIT)
-        _live_executors.discard(self)
 
     # -- children -----------------------------------------------------------------------
 
-    def _spawn(self) -> Child:
-        loop = asyncio.get_running_loop()
-        parent_sock, child_sock = socket.socketpair()
-        try:
-            process = self._context.Process(
-                target=_child.main,
-                args=(child_sock, self._child_config()),
-                name=f"chancy-{self.queue.name}-{next(self._serial)}",
-            )
-            with main_module_hidden():
-                process.start()
-        except BaseException:
-            parent_sock.close()
-            raise
-        finally:
-            child_sock.close()
-        parent_sock.setblocking(False)
-        child = Child(process, parent_sock)
-        loop.add_reader(parent_sock.fileno(), self._on_readable, child)
-        self._children.add(child)
-        _live_executors.add(self)
-        return child
+    def _start_successor(self, child: Child) -> None:
+        """Start the child that takes ``child``'s slot when it retires, in a thread."""
+        child.successor = child  # a placeholder: one is on its way
 
-    def _try_spawn(self) -> Child | None:
-        try:
-            return self._spawn()
-        except Exception:
-            log.exception("could not start a process for queue %s", self.queue.name)
-            return None
+        def arrived(successor: Child | None) -> None:
+            if child.successor is child:
+                child.successor = None
+            if successor is None:
+                return
+            if not child.closed:
+                child.successor = successor
+            elif not self._stopped and len(self._slots) < self.concurrency:
+                self._slots.append(successor)  # child retired first; its slot is free
+                self._feed()
+            else:
+                self._pool.discard(successor, kill=True)
 
-    def _child_config(self) -> dict[str, Any]:
-        cls = type(self)
-        path: str | None = f"{cls.__module__}.{cls.__qualname__}"
-        if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
-            path = None  # not importable in the child; it uses ProcessExecutor's hooks
-        return {
-            "executor": path,
-            "parent_pid": os.getpid(),
-            "log_level": logging.getLogger().getEffectiveLevel(),
-            "main": describe_main(),
-        }
+        self._pool.spawn_soon(arrived)
 
-    def _discard(self, child: Child, *, kill: bool, job: QueuedJob | None = None) -> None:
-        """Stop using ``child``: close its socket, kill it if asked, reap it in the background.
-
-        With ``job``, the job is reported as failed with the child's exit code once known.
-        """
+    def _discard(self, child: Child, *, kill: bool, job: Sent | None = None) -> None:
+        """Stop using ``child`` (see ChildPool.discard); its successor takes its slot."""
         if child.closed:
             return
-        child.closed = True
-        if child.deadline is not None:
-            child.deadline.cancel()
-            child.deadline = None
-        loop = asyncio.get_running_loop()
-        fd = child.sock.fileno()
-        loop.remove_reader(fd)
-        if child.outbuf:
-            loop.remove_writer(fd)
-            child.outbuf.clear()
-        if kill:
-            kill_process(child.process)
-        child.sock.close()  # a live child reads EOF and exits
+        self._pool.discard(child, kill=kill, job=job)
         with contextlib.suppress(ValueError):
-            self._idle.remove(child)
-        self._children.discard(child)
+            self._slots.remove(child)
         successor, child.successor = child.successor, None
-        if successor is not None:
+        if successor is not None and successor is not child:
             if self._stopped:
-                self._discard(successor, kill=True)
+                self._pool.discard(successor, kill=True)
             else:
-                self._idle.append(successor)
-        task = loop.create_task(self._wait_exit(child, job))
-        self._reaping.add(task)
-        task.add_done_callback(self._reaping.discard)
-
-    async def _wait_exit(self, child: Child, job: QueuedJob | None) -> None:
-        """Wait for ``child`` to exit (no zombies); report ``job`` as killed with its exit code."""
-        process = child.process
-        loop = asyncio.get_running_loop()
-        kill_at = loop.time() + _EXIT_WAIT
-        delay = 0.001
-        while process.exitcode is None:
-            if loop.time() >= kill_at:
-                kill_process(process)  # a recycled child that does not exit on EOF
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        code = process.exitcode
-        with contextlib.suppress(ValueError):
-            process.close()
-        if job is not None:
-            self._reporter.report(job, JobFailedError(describe_exit(code, child.memory_limit)))
+                self._slots.append(successor)
 
     def _abandon(self, child: Child, exc: BaseException) -> None:
-        """Kill the child running a job, free its slot and report ``exc`` as the outcome."""
-        job = child.job
-        child.job = None
+        """Kill the child running a job, report ``exc`` as that job's outcome and send the
+        jobs waiting in the child elsewhere."""
+        held = list(child.pipeline)
+        child.pipeline.clear()
         self._discard(child, kill=True)
-        if job is not None:
+        if held:
+            job = held[0].job
             self.jobs.pop(job.id, None)
             self._busy.pop(job.id, None)
             self._reporter.report(job, exc)
+        self._requeue(held[1:])
         self._feed()
 
-    def _arm_deadline(self, child: Child) -> None:
-        assert child.time_limit is not None
-        child.deadline = asyncio.get_running_loop().call_later(
-            child.time_limit, self._on_deadline, child, child.job
-        )
-
-    def _on_deadline(self, child: Child, job: QueuedJob | None) -> None:
-        if child.job is job:
-            self._abandon(
-                child,
-                JobTimeLimitError(
-                    f"the job exceeded its time limit of {child.time_limit:g}s; the process"
-                    " running it was killed"
-                ),
+    def _on_deadline(self, child: Child, job: QueuedJob) -> None:
+        head = child.head
+        if head is None or head.job is not job:
+            return
+        if job.id in child.skipping:
+            exc: BaseException = JobFailedError("the job was cancelled while running")
+        else:
+            exc = JobTimeLimitError(
+                f"the job exceeded its time limit of {head.time_limit:g}s; the process"
+                " running it was killed"
             )
+        self._abandon(child, exc)
 
     def _on_readable(self, child: Child) -> None:
         try:
@@ -421,26 +425,42 @@ class ProcessExecutor(ConcurrentExecutor):
             self._on_finished(child, message)
         elif kind == _child.READY:
             child.ready = True
-            if child.job is not None and child.time_limit is not None:
-                self._arm_deadline(child)
+            self._arm_head(child)
         elif kind == _child.PROGRESS:
             job = child.job
             if job is not None and job.id.int == message[1]:
                 deliver(job.id, job.claim_id, Report(message[2], message[3], message[4]))
-        elif kind == _child.NEED_JOB and child.job is not None:
-            self._needs_job[child.job.func] = True
-            child.send(_child.job_message(child.job, child.memory_limit, full=True))
+        elif kind == _child.NEED_JOB:
+            head = child.head
+            if head is not None and head.job.id not in child.skipping:
+                self._needs_job[head.job.func] = True
+                child.send(_child.job_message(head.job, head.memory_limit, full=True))
+        elif kind == _child.SKIPPED:
+            self._on_skipped(child, message[1])
+
+    def _on_skipped(self, child: Child, id_int: int) -> None:
+        index = next((i for i, e in enumerate(child.pipeline) if e.job.id.int == id_int), None)
+        if index is None:
+            return
+        job = child.pipeline[index].job
+        del child.pipeline[index]
+        child.skipping.discard(job.id)
+        self.jobs.pop(job.id, None)
+        self._busy.pop(job.id, None)
+        if index == 0 and child.ready:
+            self._arm_head(child)
+        self._feed()
+        self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
 
     def _on_finished(self, child: Child, message: tuple[Any, ...]) -> None:
-        job = child.job
-        if job is None:
+        head = child.head
+        if head is None:
             return
         # Decoded first: if that fails, the job is still the child's and is failed with it.
         exc, result, meta = _child.decode_outcome(message)
-        child.job = None
-        if child.deadline is not None:
-            child.deadline.cancel()
-            child.deadline = None
+        child.pipeline.popleft()
+        job = head.job
+        child.skipping.discard(job.id)
         self.jobs.pop(job.id, None)
         self._busy.pop(job.id, None)
         used_job = message[1]
@@ -448,43 +468,32 @@ class ProcessExecutor(ConcurrentExecutor):
             if len(self._needs_job) >= _MAX_REMEMBERED_FUNCS:
                 self._needs_job.clear()
             self._needs_job[job.func] = used_job
+        now = asyncio.get_running_loop().time()
         if child.jobs_done:  # a child's first job also waited for it to boot
-            elapsed = asyncio.get_running_loop().time() - child.sent_at
+            # It started when it was sent or when the job before it finished, if later.
+            elapsed = now - max(head.sent_at, child.last_done)
             runtime = self._runtime
             self._runtime = elapsed if runtime is None else 0.8 * runtime + 0.2 * elapsed
+        child.last_done = now
         child.jobs_done += 1
-        if child.jobs_done < self.maximum_jobs_per_worker:
-            self._idle.append(child)
-        else:
-            self._discard(child, kill=False)  # its successor, started earlier, becomes idle
+        if child.jobs_done >= self.maximum_jobs_per_worker and not child.pipeline:
+            self._discard(child, kill=False)  # its successor, started earlier, takes its slot
+        elif child.ready:
+            self._arm_head(child)
         self._feed()
         if meta is not None:
             job = dataclasses.replace(job, meta=meta)
         self._reporter.report(job, exc, result)
 
     def _on_child_gone(self, child: Child) -> None:
-        """The child closed its socket, so it died: fail its job once its exit code is known."""
-        job = child.job
-        child.job = None
-        if job is not None:
-            self.jobs.pop(job.id, None)
-            self._busy.pop(job.id, None)
-        self._discard(child, kill=False, job=job)
+        """The child closed its socket, so it died: fail the job it was running once its exit
+        code is known, and send the jobs waiting in it elsewhere."""
+        held = list(child.pipeline)
+        child.pipeline.clear()
+        head = held[0] if held else None
+        if head is not None:
+            self.jobs.pop(head.job.id, None)
+            self._busy.pop(head.job.id, None)
+        self._discard(child, kill=False, job=head)
+        self._requeue(held[1:])
         self._feed()
-
-    def _kill_all_now(self) -> None:
-        """Kill every child at once (interpreter exit, no event loop)."""
-        for child in self._children:
-            kill_process(child.process)
-
-
-_live_executors: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
-
-
-@atexit.register
-def _kill_children_at_exit() -> None:
-    # multiprocessing joins non-daemon children at exit; a child stuck in a job would hang
-    # the worker's exit, so kill them first. (Children are not daemonic so that jobs may
-    # start processes of their own.)
-    for executor in list(_live_executors):
-        executor._kill_all_now()

@@ -143,3 +143,18 @@ async def async_unserialisable_result() -> object:
 
 
 NOT_CALLABLE = 42
+
+
+def hold(marker: str, release: str) -> int:
+    """Write this process's pid to ``marker``, then wait (at most 30 s) for ``release``."""
+    _touch(marker)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return os.getpid()
+
+
+def mark(path: str) -> int:
+    """Write this process's pid to ``path``: proof that the job ran."""
+    _touch(path)
+    return os.getpid()

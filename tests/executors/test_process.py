@@ -163,7 +163,7 @@ async def test_a_child_that_dies_while_idle_is_replaced(make_harness: Any) -> No
     harness = make_harness("process", concurrency=1)
     pid = int((await harness.run(make_job("pid"))).result_json)
     os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: not harness.executor._idle, message="the dead idle child dropped")
+    await eventually(lambda: not harness.executor._slots, message="the dead idle child dropped")
     new_pid = int((await harness.run(make_job("pid"))).result_json)
     assert new_pid != pid
 

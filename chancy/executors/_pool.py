@@ -1,0 +1,173 @@
+"""The processes behind a ProcessExecutor: starting its children, closing and reaping them.
+
+The executor decides which job goes to which child; this module only owns their lifecycle.
+Starting a child costs milliseconds of blocking work (multiprocessing's forkserver hand-off),
+so replacements started ahead of time (a retiring child's successor) start in a thread and
+join the loop when ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import itertools
+import logging
+import socket
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from chancy.errors import JobFailedError
+from chancy.executors import _child
+from chancy.executors._children import Child, Sent
+from chancy.executors._spawning import describe_exit, kill_process, main_module_hidden
+from chancy.job import QueuedJob
+
+log = logging.getLogger("chancy.executor.process")
+
+_EXIT_WAIT = 5.0
+
+
+class ChildPool:
+    """Starts, tracks and reaps the children of one executor."""
+
+    def __init__(
+        self,
+        context: Any,
+        name: str,
+        config: Callable[[], dict[str, Any]],
+        on_readable: Callable[[Child], None],
+        report: Callable[[QueuedJob, BaseException], None],
+    ) -> None:
+        self._context = context
+        self._name = name
+        self._config = config
+        self._on_readable = on_readable
+        self._report = report
+        self._serial = itertools.count(1)
+        self._reaping: set[asyncio.Task[None]] = set()
+        self.children: set[Child] = set()
+        self.closed = False
+
+    def spawn(self) -> Child:
+        """Start a child now (blocks the loop for the hand-off) and watch its socket."""
+        return self._adopt(*self._start())
+
+    def spawn_soon(self, done: Callable[[Child | None], None]) -> None:
+        """Start a child in a thread; ``done`` gets it (or None if it could not start)."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._start)
+
+        def adopt(started: asyncio.Future[tuple[Any, socket.socket]]) -> None:
+            try:
+                process, sock = started.result()
+            except Exception:
+                log.exception("could not start a process (%s)", self._name)
+                done(None)
+                return
+            if self.closed:
+                kill_process(process)
+                sock.close()
+                self._reap(process)
+                done(None)
+                return
+            done(self._adopt(process, sock))
+
+        future.add_done_callback(adopt)
+
+    def _start(self) -> tuple[Any, socket.socket]:
+        parent_sock, child_sock = socket.socketpair()
+        try:
+            process = self._context.Process(
+                target=_child.main,
+                args=(child_sock, self._config()),
+                name=f"chancy-{self._name}-{next(self._serial)}",
+            )
+            with main_module_hidden():
+                process.start()
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        return process, parent_sock
+
+    def _adopt(self, process: Any, sock: socket.socket) -> Child:
+        sock.setblocking(False)
+        child = Child(process, sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable, child)
+        self.children.add(child)
+        _live_pools.add(self)
+        return child
+
+    def discard(self, child: Child, *, kill: bool, job: Sent | None = None) -> None:
+        """Stop using ``child``: close its socket, kill it if asked, reap it in the background.
+
+        With ``job``, the job is reported as failed with the child's exit code once known.
+        """
+        if child.closed:
+            return
+        child.closed = True
+        if child.deadline is not None:
+            child.deadline.cancel()
+            child.deadline = None
+        loop = asyncio.get_running_loop()
+        fd = child.sock.fileno()
+        loop.remove_reader(fd)
+        if child.outbuf:
+            loop.remove_writer(fd)
+            child.outbuf.clear()
+        if kill:
+            kill_process(child.process)
+        child.sock.close()  # a live child reads EOF and exits
+        self.children.discard(child)
+        self._reap(child.process, job)
+
+    def _reap(self, process: Any, job: Sent | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._wait_exit(process, job))
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
+    async def _wait_exit(self, process: Any, job: Sent | None) -> None:
+        """Wait for ``process`` to exit (no zombies); report ``job`` as killed, with the code."""
+        loop = asyncio.get_running_loop()
+        kill_at = loop.time() + _EXIT_WAIT
+        delay = 0.001
+        while process.exitcode is None:
+            if loop.time() >= kill_at:
+                kill_process(process)  # a recycled child that does not exit on EOF
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        code = process.exitcode
+        with contextlib.suppress(ValueError):
+            process.close()
+        if job is not None:
+            self._report(job.job, JobFailedError(describe_exit(code, job.memory_limit)))
+
+    async def close(self) -> None:
+        """Kill every child and wait briefly for them to be reaped."""
+        self.closed = True
+        for child in list(self.children):
+            child.pipeline.clear()
+            self.discard(child, kill=True)
+        if self._reaping:
+            await asyncio.wait(set(self._reaping), timeout=_EXIT_WAIT)
+        _live_pools.discard(self)
+
+    def kill_all_now(self) -> None:
+        """Kill every child at once (interpreter exit, no event loop)."""
+        for child in self.children:
+            kill_process(child.process)
+
+
+_live_pools: weakref.WeakSet[ChildPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_children_at_exit() -> None:
+    # multiprocessing joins non-daemon children at exit; a child stuck in a job would hang
+    # the worker's exit, so kill them first. (Children are not daemonic so that jobs may
+    # start processes of their own.)
+    for pool in list(_live_pools):
+        pool.kill_all_now()
