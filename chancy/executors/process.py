@@ -34,7 +34,7 @@ from chancy.executors._spawning import (
     default_start_method,
     preload_in_forkserver,
 )
-from chancy.executors.base import PLATFORM_LINUX, ConcurrentExecutor, Executor
+from chancy.executors.base import PLATFORM_LINUX, Executor, PrefetchingExecutor
 from chancy.job import QueuedJob, Reference
 from chancy.progress import Report, deliver
 
@@ -46,9 +46,6 @@ log = logging.getLogger("chancy.executor.process")
 
 _MAX_REMEMBERED_FUNCS = 2048
 _EXIT_WAIT = 5.0
-#: Jobs are claimed ahead of free children only to cover this much of their run time, so a
-#: queue of long jobs is never held back from other workers.
-_PREFETCH_WINDOW = 0.05
 #: A child is sent jobs ahead (they wait in the child, so it never idles for a round trip
 #: through the worker's loop) only while they cover at most this much run time, and at
 #: most _MAX_AHEAD of them: a child that dies or times out hands them back to be rerun.
@@ -59,7 +56,7 @@ _MAX_AHEAD = 8
 _SKIP_GRACE = 0.5
 
 
-class ProcessExecutor(ConcurrentExecutor):
+class ProcessExecutor(PrefetchingExecutor):
     """Runs each job in a child process; the default executor, for CPU-bound or unsafe code.
 
     Options (a queue's ``executor_options``):
@@ -102,16 +99,11 @@ class ProcessExecutor(ConcurrentExecutor):
         *,
         maximum_jobs_per_worker: int = 100,
         mp_context: Any = None,
-        prefetch: int = 64,
         **options: Any,
     ) -> None:
         super().__init__(worker, queue, **options)
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ConfigurationError(f"prefetch must be an integer >= 0, got {prefetch!r}")
-        self.prefetch = prefetch
-        # Claimed jobs waiting for a free child, and the smoothed run time of a job (seconds).
+        # Claimed jobs waiting for a free child (see PrefetchingExecutor).
         self._waiting: collections.deque[QueuedJob] = collections.deque()
-        self._runtime: float | None = None
         if (
             isinstance(maximum_jobs_per_worker, bool)
             or not isinstance(maximum_jobs_per_worker, int)
@@ -184,21 +176,6 @@ class ProcessExecutor(ConcurrentExecutor):
 
     def get_default_concurrency(self) -> int:
         return cpu_count()
-
-    @property
-    def free_slots(self) -> int:
-        """Room for more claimed jobs: free children plus the prefetch allowance.
-
-        Reported in steps of a quarter of the capacity, so a backlog is claimed in batches
-        rather than one job per freed child.
-        """
-        capacity = self.concurrency
-        runtime = self._runtime
-        if not self.prefetch or runtime is None or runtime >= _PREFETCH_WINDOW:
-            return max(0, capacity - len(self.jobs))
-        capacity += min(self.prefetch, int(_PREFETCH_WINDOW / max(runtime, 1e-6))) * capacity
-        free = capacity - len(self.jobs)
-        return free if free >= capacity // 4 else 0
 
     @staticmethod
     def on_initialize_worker() -> None:
@@ -471,9 +448,7 @@ class ProcessExecutor(ConcurrentExecutor):
         now = asyncio.get_running_loop().time()
         if child.jobs_done:  # a child's first job also waited for it to boot
             # It started when it was sent or when the job before it finished, if later.
-            elapsed = now - max(head.sent_at, child.last_done)
-            runtime = self._runtime
-            self._runtime = elapsed if runtime is None else 0.8 * runtime + 0.2 * elapsed
+            self.observe_runtime(now - max(head.sent_at, child.last_done))
         child.last_done = now
         child.jobs_done += 1
         if child.jobs_done >= self.maximum_jobs_per_worker and not child.pipeline:

@@ -17,6 +17,7 @@ import os
 import platform
 import queue as queue_module
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from chancy.errors import JobFailedError, JobTimeLimitError
 from chancy.executors._functions import FunctionCache
 from chancy.executors._reporter import Reporter
-from chancy.executors.base import ConcurrentExecutor, Executor
+from chancy.executors.base import Executor, PrefetchingExecutor
 from chancy.job import QueuedJob, Reference
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class _Run:
 
     __slots__ = (
         "deadline",
+        "elapsed",
         "finished",
         "interrupted",
         "job",
@@ -87,15 +89,18 @@ class _Run:
         self.interrupted = False
         self.limit: float | None = None
         self.deadline: asyncio.TimerHandle | None = None
+        #: How long the job ran (set by its thread, read by the loop once it is posted).
+        self.elapsed = 0.0
         # Set while an async job runs on the thread's own event loop.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[Any] | None = None
 
 
-class ThreadedExecutor(ConcurrentExecutor):
+class ThreadedExecutor(PrefetchingExecutor):
     """Runs sync and async jobs in daemon threads; for I/O-bound code that is not async.
 
-    Options: ``time_limit`` (seconds, for jobs without a TIME limit of their own).
+    Options: ``time_limit`` (seconds, for jobs without a TIME limit of their own) and
+    ``prefetch`` (64; short jobs are claimed ahead of free threads, see PrefetchingExecutor).
 
     Limits are best effort, as threads cannot be killed: at the deadline (or on
     cancellation) the job is reported as failed and its slot freed at once; an async job's
@@ -107,6 +112,8 @@ class ThreadedExecutor(ConcurrentExecutor):
     def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
         super().__init__(worker, queue, **options)
         self._idle: list[_Thread] = []
+        #: Claimed jobs waiting for a free thread (prefetched).
+        self._waiting: deque[QueuedJob] = deque()
         self._runs: dict[uuid.UUID, _Run] = {}
         self._functions = FunctionCache(type(self).get_function_and_kwargs)
         self._reporter = Reporter(self.on_job_completed)
@@ -147,10 +154,19 @@ class ThreadedExecutor(ConcurrentExecutor):
                 self.queue.name,
                 type(self).__name__,
             )
+        self.jobs[job.id] = job
+        if len(self._runs) >= self.concurrency:
+            self._waiting.append(job)  # claimed ahead: it starts when a thread is free
+            return
+        self._start(job, self._idle.pop() if self._idle else None)
+
+    def _start(self, job: QueuedJob, thread: _Thread | None) -> None:
+        assert self._loop is not None
         limit = self.time_limit_for(job)
         if limit is not None:
             job = job.with_time_limit(limit)  # time_remaining() and checkpoint() work
-        thread = self._idle.pop() if self._idle else self._start_thread()
+        if thread is None:
+            thread = self._start_thread()
         run = _Run(job, thread)
         self.jobs[job.id] = job
         self._runs[job.id] = run
@@ -163,6 +179,13 @@ class ThreadedExecutor(ConcurrentExecutor):
         run = self._runs.get(ref.identifier)
         if run is not None:
             self._abandon(run, JobFailedError("the job was cancelled while running"))
+            return
+        for job in self._waiting:
+            if job.id == ref.identifier:
+                self._waiting.remove(job)
+                self.jobs.pop(job.id, None)
+                self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
+                return
 
     async def stop(self) -> None:
         """Interrupt running jobs (best effort), end idle threads; never waits for a job."""
@@ -172,6 +195,7 @@ class ThreadedExecutor(ConcurrentExecutor):
                 run.deadline.cancel()
             self._interrupt(run)
         self._runs.clear()
+        self._waiting.clear()
         self.jobs.clear()
         for thread in self._idle:
             thread.inbox.put(None)
@@ -207,6 +231,8 @@ class ThreadedExecutor(ConcurrentExecutor):
         self.jobs.pop(job.id, None)
         if run.deadline is not None:
             run.deadline.cancel()
+        if self._waiting and not self._stopped:
+            self._start(self._waiting.popleft(), None)  # the interrupted thread retires
         self._reporter.report(job, exc)
 
     def _interrupt(self, run: _Run) -> bool:
@@ -243,10 +269,13 @@ class ThreadedExecutor(ConcurrentExecutor):
             self.jobs.pop(job.id, None)
             if run.deadline is not None:
                 run.deadline.cancel()
-            if not self._stopped:
-                self._idle.append(run.thread)
-            else:
+            self.observe_runtime(run.elapsed)
+            if self._stopped:
                 run.thread.inbox.put(None)
+            elif self._waiting:
+                self._start(self._waiting.popleft(), run.thread)
+            else:
+                self._idle.append(run.thread)
             self._reporter.report(job, exc, result)
 
     # -- the threads' side --------------------------------------------------------------
@@ -266,7 +295,9 @@ class ThreadedExecutor(ConcurrentExecutor):
             with run.lock:
                 interrupted = run.interrupted  # timed out or cancelled before it started
             if not interrupted:
+                started = time.monotonic()
                 job, exc, result = self._invoke(run)
+                run.elapsed = time.monotonic() - started
                 with run.lock:
                     run.finished = True
                     interrupted = run.interrupted

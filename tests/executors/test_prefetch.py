@@ -1,0 +1,94 @@
+"""Prefetching executors (process and thread): short jobs are claimed ahead of free slots.
+
+Claimed ahead, a job waits in the executor for a free slot, so a backlog of short jobs is
+claimed in batches instead of one database round trip per freed slot. Long jobs are not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chancy.job import QueuedJob, Reference
+from tests.executors.conftest import make_job, wait_for_file
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+State = QueuedJob.State
+KINDS = ["process", "thread"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_short_jobs_are_claimed_ahead_once_their_run_time_is_known(
+    make_harness: Any, kind: str
+) -> None:
+    harness = make_harness(kind, concurrency=2)
+    assert harness.executor.free_slots == 2  # nothing measured yet: no more than the slots
+    for i in range(6):
+        await harness.run(make_job("add", a=i, b=1))
+    assert harness.executor._runtime is not None
+    assert harness.executor._runtime < 0.05
+    assert harness.executor.free_slots > 2  # room for jobs claimed ahead
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_prefetch_zero_claims_only_free_slots(make_harness: Any, kind: str) -> None:
+    harness = make_harness(kind, concurrency=2, prefetch=0)
+    for i in range(6):
+        await harness.run(make_job("add", a=i, b=1))
+    assert harness.executor.free_slots == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_long_jobs_are_not_claimed_ahead(make_harness: Any, kind: str) -> None:
+    harness = make_harness(kind, concurrency=2)
+    harness.executor._runtime = 0.2
+    assert harness.executor.free_slots == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_jobs_claimed_ahead_run_in_order_and_a_cancelled_one_never_runs(
+    make_harness: Any, kind: str, tmp_path: Path
+) -> None:
+    harness = make_harness(kind, concurrency=1)
+    marker, release = tmp_path / "running", tmp_path / "release"
+    first = make_job("hold", marker=str(marker), release=str(release))
+    await harness.push(first)
+    await wait_for_file(marker)
+    harness.executor._runtime = 0.0001  # short jobs: the next ones are claimed ahead
+    ran = tmp_path / "ran"
+    cancelled = make_job("mark", path=str(ran))
+    behind = [make_job("add", a=i, b=10) for i in range(2)]
+    for job in (behind[0], cancelled, behind[1]):
+        await harness.push(job)
+    assert len(harness.executor) == 4
+    await harness.executor.cancel(Reference(cancelled.id))
+    release.touch()
+    outcome = await harness.worker.outcome(cancelled)
+    assert outcome.job.state == State.FAILED
+    assert "cancelled before it ran" in outcome.job.errors[0]["traceback"]
+    assert (await harness.worker.outcome(first)).job.state == State.SUCCEEDED
+    assert [(await harness.worker.outcome(job)).result_json for job in behind] == ["10", "11"]
+    assert not ran.exists()
+    assert len(harness.executor) == 0
+
+
+async def test_a_thread_timed_out_with_jobs_waiting_hands_them_to_a_new_thread(
+    make_harness: Any, tmp_path: Path
+) -> None:
+    harness = make_harness("thread", concurrency=1)
+    marker, release = tmp_path / "running", tmp_path / "release"
+    stuck = make_job("hold", marker=str(marker), release=str(release), time_limit=0.3)
+    await harness.push(stuck)
+    await wait_for_file(marker)
+    harness.executor._runtime = 0.0001
+    behind = [make_job("add", a=i, b=1) for i in range(3)]
+    for job in behind:
+        await harness.push(job)
+    outcome = await harness.worker.outcome(stuck)
+    assert "exceeded its time limit of 0.3s" in outcome.job.errors[0]["traceback"]
+    # The interrupted thread retires; the jobs waiting behind it start on a new thread.
+    assert [(await harness.worker.outcome(job)).result_json for job in behind] == ["1", "2", "3"]
+    release.touch()
