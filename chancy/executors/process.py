@@ -54,6 +54,8 @@ _MAX_AHEAD = 8
 #: A job cancelled while waiting in a child is asked to be skipped; if it reaches the head
 #: without the child confirming, it is running, and the child is killed after this long.
 _SKIP_GRACE = 0.5
+#: More than a child takes to start (a few ms of CPU with the forkserver), on a busy host.
+_BOOT_TIME = 0.05
 
 
 class ProcessExecutor(PrefetchingExecutor):
@@ -131,8 +133,8 @@ class ProcessExecutor(PrefetchingExecutor):
         if mp_context == "forkserver":
             preload_in_forkserver()
         self.maximum_jobs_per_worker = maximum_jobs_per_worker
-        # A retiring child's successor starts this many jobs before the end of its budget,
-        # so the slot never waits for a child to boot.
+        # A retiring child's successor starts this many jobs before the end of its budget
+        # (more for short jobs, see _lead), so the slot never waits for a child to boot.
         self._successor_lead = max(1, maximum_jobs_per_worker // 10)
         #: The children that take jobs (at most ``concurrency``); successors join on retiring.
         self._slots: list[Child] = []
@@ -261,14 +263,21 @@ class ProcessExecutor(PrefetchingExecutor):
         self._busy[job.id] = child
         if (
             child.successor is None
-            and child.jobs_done + len(child.pipeline) + self._successor_lead
-            >= self.maximum_jobs_per_worker
+            and child.jobs_done + len(child.pipeline) + self._lead() >= self.maximum_jobs_per_worker
         ):
             self._start_successor(child)
         full = self._needs_job.get(job.func, True)
         child.queue(_child.job_message(job, memory_limit, full=full))
         if len(child.pipeline) == 1 and child.ready:
             self._arm_head(child)
+
+    def _lead(self) -> int:
+        """Jobs before a child's end to start its successor: enough to cover a boot."""
+        runtime = self._runtime
+        if runtime is None:
+            return self._successor_lead
+        cover = int(_BOOT_TIME / max(runtime, 1e-6))
+        return max(self._successor_lead, min(self.maximum_jobs_per_worker // 2, cover))
 
     def _arm_head(self, child: Child) -> None:
         """Start the deadline of the job at the head of ``child``'s pipeline, if it has one."""

@@ -161,3 +161,16 @@ async def test_a_cancelled_job_the_child_started_anyway_is_killed(
     outcome = await harness.worker.outcome(job)
     assert "cancelled while running" in outcome.job.errors[0]["traceback"]
     await eventually(lambda: not is_alive(pid), message="the child running it was killed")
+
+
+@pytest.mark.parametrize(("runtime", "started_early"), [(0.0001, True), (1.0, False)])
+async def test_a_successor_starts_earlier_when_jobs_are_short(
+    make_harness: Any, runtime: float, started_early: bool
+) -> None:
+    # A child that runs 20 jobs: for 1 s jobs its successor starts 2 jobs before its end
+    # (10%); for short ones, 10 before (half), so a fast queue never waits for a boot.
+    harness = make_harness("process", concurrency=1, maximum_jobs_per_worker=20)
+    for i in range(10):
+        harness.executor._runtime = runtime
+        await harness.run(make_job("add", a=i, b=0))
+    assert (only_child(harness).successor is not None) is started_early
