@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import enum
 import inspect
 import logging
@@ -332,6 +333,17 @@ class PrefetchingExecutor(ConcurrentExecutor):
         self.prefetch = prefetch
         #: The smoothed run time of a job in seconds (None until one was measured).
         self._runtime: float | None = None
+        #: Jobs claimed ahead, waiting in the executor for a free slot.
+        self._waiting: collections.deque[QueuedJob] = collections.deque()
+
+    def take_waiting(self, job_id: Any) -> QueuedJob | None:
+        """Remove the job ``job_id`` if it waits for a slot (it never starts); return it."""
+        for job in self._waiting:
+            if job.id == job_id:
+                self._waiting.remove(job)
+                self.jobs.pop(job.id, None)
+                return job
+        return None
 
     def observe_runtime(self, elapsed: float) -> None:
         runtime = self._runtime

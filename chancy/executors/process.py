@@ -11,7 +11,6 @@ killed), so a stuck job cannot stall the worker.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import functools
@@ -104,8 +103,6 @@ class ProcessExecutor(PrefetchingExecutor):
         **options: Any,
     ) -> None:
         super().__init__(worker, queue, **options)
-        # Claimed jobs waiting for a free child (see PrefetchingExecutor).
-        self._waiting: collections.deque[QueuedJob] = collections.deque()
         if (
             isinstance(maximum_jobs_per_worker, bool)
             or not isinstance(maximum_jobs_per_worker, int)
@@ -315,12 +312,8 @@ class ProcessExecutor(PrefetchingExecutor):
                 child.skipping.add(ref.identifier)
                 child.send((_child.SKIP, ref.identifier.int))
             return
-        for job in self._waiting:
-            if job.id == ref.identifier:
-                self._waiting.remove(job)
-                self.jobs.pop(job.id, None)
-                self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
-                return
+        if (job := self.take_waiting(ref.identifier)) is not None:
+            self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
 
     async def stop(self) -> None:
         """Kill every child (running jobs are abandoned) and wait briefly for them to exit."""

@@ -112,8 +112,6 @@ class ThreadedExecutor(PrefetchingExecutor):
     def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
         super().__init__(worker, queue, **options)
         self._idle: list[_Thread] = []
-        #: Claimed jobs waiting for a free thread (prefetched).
-        self._waiting: deque[QueuedJob] = deque()
         self._runs: dict[uuid.UUID, _Run] = {}
         self._functions = FunctionCache(type(self).get_function_and_kwargs)
         self._reporter = Reporter(self.on_job_completed)
@@ -180,12 +178,8 @@ class ThreadedExecutor(PrefetchingExecutor):
         if run is not None:
             self._abandon(run, JobFailedError("the job was cancelled while running"))
             return
-        for job in self._waiting:
-            if job.id == ref.identifier:
-                self._waiting.remove(job)
-                self.jobs.pop(job.id, None)
-                self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
-                return
+        if (job := self.take_waiting(ref.identifier)) is not None:
+            self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
 
     async def stop(self) -> None:
         """Interrupt running jobs (best effort), end idle threads; never waits for a job."""

@@ -207,3 +207,22 @@ def release_threads() -> Iterator[None]:
     jobs.RELEASE.clear()
     yield
     jobs.RELEASE.set()
+
+
+async def held(
+    harness: Harness, tmp_path: Path, time_limit: float | None = None
+) -> tuple[QueuedJob, Path]:
+    """Start a job that holds its slot until the returned path is created (or its time
+    limit passes); return once it runs."""
+    marker, release = tmp_path / "running", tmp_path / "release"
+    job = make_job("hold", marker=str(marker), release=str(release), time_limit=time_limit)
+    await harness.push(job)
+    await wait_for_file(marker)
+    return job, release
+
+
+async def assert_cancelled_unrun(harness: Harness, job: QueuedJob) -> None:
+    """``job`` was cancelled while it waited (in the executor or in a child): failed, unrun."""
+    outcome = await harness.worker.outcome(job)
+    assert outcome.job.state == QueuedJob.State.FAILED
+    assert "cancelled before it ran" in outcome.job.errors[0]["traceback"]
