@@ -290,16 +290,20 @@ class ProcessExecutor(PrefetchingExecutor):
         elif head.time_limit is not None:
             child.deadline = loop.call_later(head.time_limit, self._on_deadline, child, head.job)
 
-    def _requeue(self, entries: list[Sent]) -> None:
-        """Jobs a lost child held but had not started: run them elsewhere (or report them
-        cancelled, if they were)."""
+    def _requeue(self, child: Child, entries: list[Sent]) -> None:
+        """Jobs a lost child held but had not started: run them elsewhere, except those
+        cancelled meanwhile (asked to be skipped), which are reported cancelled."""
         for entry in reversed(entries):
             job_id = entry.job.id
             self._busy.pop(job_id, None)
             job = self.jobs.get(job_id)
             if job is None:
                 continue
-            self._waiting.appendleft(job)
+            if job_id in child.skipping:
+                self.jobs.pop(job_id, None)
+                self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
+            else:
+                self._waiting.appendleft(job)
 
     async def cancel(self, ref: Reference) -> None:
         child = self._busy.get(ref.identifier)
@@ -371,7 +375,7 @@ class ProcessExecutor(PrefetchingExecutor):
             self.jobs.pop(job.id, None)
             self._busy.pop(job.id, None)
             self._reporter.report(job, exc)
-        self._requeue(held[1:])
+        self._requeue(child, held[1:])
         self._feed()
 
     def _on_deadline(self, child: Child, job: QueuedJob) -> None:
@@ -472,5 +476,5 @@ class ProcessExecutor(PrefetchingExecutor):
             self.jobs.pop(head.job.id, None)
             self._busy.pop(head.job.id, None)
         self._discard(child, kill=False, job=head)
-        self._requeue(held[1:])
+        self._requeue(child, held[1:])
         self._feed()

@@ -163,3 +163,26 @@ async def test_a_successor_starts_earlier_when_jobs_are_short(
         harness.executor._runtime = runtime
         await harness.run(make_job("add", a=i, b=0))
     assert (only_child(harness).successor is not None) is started_early
+
+
+async def test_a_job_cancelled_in_a_child_that_then_dies_is_not_run_again(
+    make_harness: Any, tmp_path: Path
+) -> None:
+    harness = make_harness("process", concurrency=1)
+    first, _ = await held(harness, tmp_path)
+    short_jobs(harness)
+    ran = tmp_path / "ran"
+    cancelled = make_job("mark", path=str(ran))
+    after = make_job("add", a=1, b=1)
+    await harness.push(cancelled)
+    await harness.push(after)
+    # The skip waits in the child's socket (the child reads it between jobs), then the
+    # child dies: the cancelled job must not be handed to the next child with the others.
+    await harness.executor.cancel(Reference(cancelled.id))
+    pid = only_child(harness).process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert "SIGKILL" in (await harness.worker.outcome(first)).job.errors[0]["traceback"]
+    await assert_cancelled_unrun(harness, cancelled)
+    assert (await harness.worker.outcome(after)).result_json == "2"
+    assert not ran.exists()
