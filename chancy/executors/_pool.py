@@ -1,9 +1,6 @@
 """The processes behind a ProcessExecutor: starting its children, closing and reaping them.
 
 The executor decides which job goes to which child; this module only owns their lifecycle.
-Starting a child costs milliseconds of blocking work (multiprocessing's forkserver hand-off),
-so replacements started ahead of time (a retiring child's successor) start in a thread and
-join the loop when ready.
 """
 
 from __future__ import annotations
@@ -48,35 +45,9 @@ class ChildPool:
         self._serial = itertools.count(1)
         self._reaping: set[asyncio.Task[None]] = set()
         self.children: set[Child] = set()
-        self.closed = False
 
     def spawn(self) -> Child:
-        """Start a child now (blocks the loop for the hand-off) and watch its socket."""
-        return self._adopt(*self._start())
-
-    def spawn_soon(self, done: Callable[[Child | None], None]) -> None:
-        """Start a child in a thread; ``done`` gets it (or None if it could not start)."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self._start)
-
-        def adopt(started: asyncio.Future[tuple[Any, socket.socket]]) -> None:
-            try:
-                process, sock = started.result()
-            except Exception:
-                log.exception("could not start a process (%s)", self._name)
-                done(None)
-                return
-            if self.closed:
-                kill_process(process)
-                sock.close()
-                self._reap(process)
-                done(None)
-                return
-            done(self._adopt(process, sock))
-
-        future.add_done_callback(adopt)
-
-    def _start(self) -> tuple[Any, socket.socket]:
+        """Start a child (the forkserver hand-off blocks for a few ms) and watch its socket."""
         parent_sock, child_sock = socket.socketpair()
         try:
             process = self._context.Process(
@@ -91,12 +62,9 @@ class ChildPool:
             raise
         finally:
             child_sock.close()
-        return process, parent_sock
-
-    def _adopt(self, process: Any, sock: socket.socket) -> Child:
-        sock.setblocking(False)
-        child = Child(process, sock)
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable, child)
+        parent_sock.setblocking(False)
+        child = Child(process, parent_sock)
+        asyncio.get_running_loop().add_reader(parent_sock.fileno(), self._on_readable, child)
         self.children.add(child)
         _live_pools.add(self)
         return child
@@ -124,7 +92,7 @@ class ChildPool:
         self.children.discard(child)
         self._reap(child.process, job)
 
-    def _reap(self, process: Any, job: Sent | None = None) -> None:
+    def _reap(self, process: Any, job: Sent | None) -> None:
         task = asyncio.get_running_loop().create_task(self._wait_exit(process, job))
         self._reaping.add(task)
         task.add_done_callback(self._reaping.discard)
@@ -147,7 +115,6 @@ class ChildPool:
 
     async def close(self) -> None:
         """Kill every child and wait briefly for them to be reaped."""
-        self.closed = True
         for child in list(self.children):
             child.pipeline.clear()
             self.discard(child, kill=True)

@@ -332,23 +332,11 @@ class ProcessExecutor(PrefetchingExecutor):
     # -- children -----------------------------------------------------------------------
 
     def _start_successor(self, child: Child) -> None:
-        """Start the child that takes ``child``'s slot when it retires, in a thread."""
-        child.successor = child  # a placeholder: one is on its way
-
-        def arrived(successor: Child | None) -> None:
-            if child.successor is child:
-                child.successor = None
-            if successor is None:
-                return
-            if not child.closed:
-                child.successor = successor
-            elif not self._stopped and len(self._slots) < self.concurrency:
-                self._slots.append(successor)  # child retired first; its slot is free
-                self._feed()
-            else:
-                self._pool.discard(successor, kill=True)
-
-        self._pool.spawn_soon(arrived)
+        """Start the child that takes ``child``'s slot when it retires."""
+        try:
+            child.successor = self._pool.spawn()
+        except Exception:
+            log.exception("could not start a process for queue %s", self.queue.name)
 
     def _discard(self, child: Child, *, kill: bool, job: Sent | None = None) -> None:
         """Stop using ``child`` (see ChildPool.discard); its successor takes its slot."""
@@ -358,7 +346,7 @@ class ProcessExecutor(PrefetchingExecutor):
         with contextlib.suppress(ValueError):
             self._slots.remove(child)
         successor, child.successor = child.successor, None
-        if successor is not None and successor is not child:
+        if successor is not None:
             if self._stopped:
                 self._pool.discard(successor, kill=True)
             else:
