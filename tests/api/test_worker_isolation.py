@@ -47,17 +47,18 @@ def p99(samples: list[float]) -> float:
 
 
 def allowed(idle: float) -> float:
-    """The p99 under load may reach twice the idle p99, or the idle p99 plus 250 ms.
+    """The p99 under load may reach twice the idle p99, or the idle p99 plus 500 ms.
 
     Why the floor: idle latencies here are a few milliseconds, and the database server (two
     cores, shared with other sessions) runs the hammering scans on other connections, so the
     worker's statements wait for a CPU now and then: with other tests running beside this
-    one (a check on two cores) such waits reached 120-220 ms. That would double a tiny idle
-    figure without any dashboard statement standing in the worker's way; waiting for a pool
+    one (a check on two cores) such waits reached 120-220 ms, and 320 ms with the chaos test
+    (worker fleets, a restarting cluster) beside it. That would double a tiny idle figure
+    without any dashboard statement standing in the worker's way; waiting for a pool
     connection behind a dashboard read costs seconds (each read runs until it answers or hits
     its statement timeout), far past the floor.
     """
-    return max(2 * idle, idle + 0.25)
+    return max(2 * idle, idle + 0.5)
 
 
 def summary(name: str, samples: list[float]) -> str:
