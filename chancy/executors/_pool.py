@@ -9,7 +9,7 @@ import asyncio
 import atexit
 import contextlib
 import itertools
-import logging
+import multiprocessing.util  # noqa: F401 - registers its atexit hook before ours, so ours runs first
 import socket
 import weakref
 from collections.abc import Callable
@@ -21,9 +21,8 @@ from chancy.executors._children import Child, Sent
 from chancy.executors._spawning import describe_exit, kill_process, main_module_hidden
 from chancy.job import QueuedJob
 
-log = logging.getLogger("chancy.executor.process")
-
-_EXIT_WAIT = 5.0
+#: How long a child may take to exit, and a stopping executor waits for its children.
+EXIT_WAIT = 5.0
 
 
 class ChildPool:
@@ -100,7 +99,7 @@ class ChildPool:
     async def _wait_exit(self, process: Any, job: Sent | None) -> None:
         """Wait for ``process`` to exit (no zombies); report ``job`` as killed, with the code."""
         loop = asyncio.get_running_loop()
-        kill_at = loop.time() + _EXIT_WAIT
+        kill_at = loop.time() + EXIT_WAIT
         delay = 0.001
         while process.exitcode is None:
             if loop.time() >= kill_at:
@@ -119,7 +118,7 @@ class ChildPool:
             child.pipeline.clear()
             self.discard(child, kill=True)
         if self._reaping:
-            await asyncio.wait(set(self._reaping), timeout=_EXIT_WAIT)
+            await asyncio.wait(set(self._reaping), timeout=EXIT_WAIT)
         _live_pools.discard(self)
 
     def kill_all_now(self) -> None:

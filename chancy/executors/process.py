@@ -17,7 +17,6 @@ import functools
 import logging
 import multiprocessing
 import multiprocessing.spawn
-import multiprocessing.util  # registers its atexit hook before ours, so ours runs first
 import os
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from chancy.errors import ConfigurationError, JobFailedError, JobTimeLimitError
 from chancy.executors import _child
 from chancy.executors._children import Child, Sent
-from chancy.executors._pool import ChildPool
+from chancy.executors._pool import EXIT_WAIT, ChildPool
 from chancy.executors._reporter import Reporter
 from chancy.executors._spawning import (
     child_config,
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("chancy.executor.process")
 
 _MAX_REMEMBERED_FUNCS = 2048
-_EXIT_WAIT = 5.0
 #: A child is sent jobs ahead (they wait in the child, so it never idles for a round trip
 #: through the worker's loop) only while they cover at most this much run time, and at
 #: most _MAX_AHEAD of them: a child that dies or times out hands them back to be rerun.
@@ -327,7 +325,7 @@ class ProcessExecutor(PrefetchingExecutor):
         self._waiting.clear()
         self.jobs.clear()
         await self._pool.close()
-        await self._reporter.flush(timeout=_EXIT_WAIT)
+        await self._reporter.flush(timeout=EXIT_WAIT)
 
     # -- children -----------------------------------------------------------------------
 
