@@ -7,6 +7,12 @@ digits and ``_``, so substitution cannot inject SQL). Values are always bound pa
 A name in braces that ``chancy/store/fragments/fragments.sql`` defines (``{leader_fence}``,
 the predicate every leader-only write carries) becomes that fragment's text.
 
+A query whose comment holds the line ``-- plan: per run`` is planned on every execution, never
+server-prepared (:func:`per_run`). Its plan on a tiny table reads the whole table, which is
+the cheapest plan there; prepared (psycopg prepares a statement after five runs), the server
+may keep that plan as its generic plan and go on using it once the table is big, until the
+next ANALYZE. Planned per run, it is planned for the table as it is (tests/store/test_plans.py).
+
 Every package's queries are read through :func:`queries`, the one cached loader.
 """
 
@@ -21,6 +27,14 @@ from chancy.errors import ConfigurationError
 
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+_PER_RUN = re.compile(r"^--\s*plan:\s*per run\s*$", re.MULTILINE)
+#: The filled text of every query marked ``-- plan: per run``, for every prefix loaded.
+_per_run: set[str] = set()
+
+
+def per_run(query: object) -> bool:
+    """Whether ``query`` (a filled query's text) must be planned on every execution."""
+    return isinstance(query, str) and query in _per_run
 
 
 def check_prefix(prefix: str) -> str:
@@ -92,6 +106,9 @@ class Queries:
     def __init__(self, package: str, prefix: str) -> None:
         check_prefix(prefix)
         self._q = {name: fill(body, prefix) for name, body in _raw(package).items()}
+        _per_run.update(
+            self._q[name] for name, body in _raw(package).items() if _PER_RUN.search(body)
+        )
 
     def __getitem__(self, name: str) -> LiteralString:
         return self._q[name]

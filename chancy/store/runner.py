@@ -17,6 +17,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from chancy.store.loader import per_run
+
 T = TypeVar("T")
 
 Fetch = Literal["none", "one", "all", "rowcount", "copy"]
@@ -44,6 +46,12 @@ class Spec(Generic[T]):
 Plan = Generator[Spec[Any], Any, T]
 
 
+def _prepare(query: Any) -> bool | None:
+    """psycopg's ``prepare`` for ``query``: never for a query planned per run (loader.py),
+    else psycopg's default (prepared after a few runs, unless the connection turned it off)."""
+    return False if per_run(query) else None
+
+
 def _finish(spec: Spec[Any], value: Any) -> Any:
     return spec.decode(value) if spec.decode is not None else value
 
@@ -58,7 +66,7 @@ async def run_spec(cur: psycopg.AsyncCursor[Any], spec: Spec[T]) -> T:
             for row in spec.rows or ():
                 await copy.write_row(row)
         return _finish(spec, cur.rowcount)
-    await cur.execute(spec.query, spec.params)
+    await cur.execute(spec.query, spec.params, prepare=_prepare(spec.query))
     if spec.fetch == "one":
         value: Any = await cur.fetchone()
     elif spec.fetch == "all":
@@ -80,7 +88,7 @@ def run_spec_sync(cur: psycopg.Cursor[Any], spec: Spec[T]) -> T:
             for row in spec.rows or ():
                 copy.write_row(row)
         return _finish(spec, cur.rowcount)
-    cur.execute(spec.query, spec.params)
+    cur.execute(spec.query, spec.params, prepare=_prepare(spec.query))
     if spec.fetch == "one":
         value: Any = cur.fetchone()
     elif spec.fetch == "all":
@@ -129,8 +137,8 @@ async def run_pipelined_transaction(
         ):
             await cur.execute(begin.query, begin.params)
             for spec in before:
-                await cur.execute(spec.query, spec.params)
-            await out.execute(last.query, last.params)
+                await cur.execute(spec.query, spec.params, prepare=_prepare(spec.query))
+            await out.execute(last.query, last.params, prepare=_prepare(last.query))
             await pipeline.sync()
             if last.fetch == "one":
                 value: Any = await out.fetchone()

@@ -3,6 +3,7 @@
 -- complete while the write is in flight); %(fenced)s is false only under ImmediateLeadership.
 
 -- name: recovery_recover
+-- plan: per run
 -- One batch: running jobs whose worker has no live heartbeat row go back to pending with
 -- their claim cleared (a zombie's late write then matches nothing), counted in recoveries but
 -- not in attempts. A job interrupted more than max_recoveries times ends failed instead.

@@ -5,7 +5,10 @@
 -- always takes the primary key. A state condition on rows found by id is written
 -- `(state = ...) IS TRUE`, which no partial index predicate matches, so the planner never
 -- answers it by reading a whole partial index (such as jobs_running, full of dead entries
--- after a busy hour).
+-- after a busy hour). On a tiny table the cheapest plan of a lookup by id reads the whole
+-- table; a statement whose plan does that there is marked `-- plan: per run` (never
+-- prepared, so no generic plan made while the table was tiny serves it once it is big;
+-- chancy/store/loader.py).
 
 -- name: job_insert_many
 -- Insert a batch (arrays of equal length, rows sorted by unique key so concurrent pushers lock
@@ -87,9 +90,11 @@ FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS p(payload, n);
 SELECT * FROM {prefix}jobs WHERE id = %(id)s;
 
 -- name: job_get_many
+-- plan: per run
 SELECT * FROM {prefix}jobs WHERE id = ANY(ARRAY(SELECT unnest(%(ids)s::uuid[])));
 
 -- name: job_states
+-- plan: per run
 SELECT id, state FROM {prefix}jobs WHERE id = ANY(ARRAY(SELECT unnest(%(ids)s::uuid[])));
 
 -- name: job_active_count
@@ -178,6 +183,7 @@ SELECT current_setting('enable_nestloop') AS was, set_config('enable_nestloop', 
 SELECT set_config('enable_nestloop', %(was)s, true);
 
 -- name: job_complete_many
+-- plan: per run
 -- Write a batch of outcomes. Only rows still running under the claim that produced the
 -- outcome change; a late write from a worker that lost the job matches nothing. NULL in
 -- errors, meta or delay keeps the stored value. Finished ids are announced (job.finished),
@@ -227,6 +233,7 @@ SELECT coalesce(array_agg(done.id), '{}') AS ids, (SELECT count(*) FROM announce
 FROM done;
 
 -- name: job_progress_many
+-- plan: per run
 -- Write the latest progress report of running jobs (chancy.runtime.progress), each row fenced
 -- by the claim of the run that reported: a job recovered elsewhere, cancelled or finished
 -- meanwhile keeps what it has. Arrays of equal length, sorted by id; each report is a JSON
@@ -243,6 +250,7 @@ WHERE j.id = ANY(ARRAY(SELECT u.id FROM u))
 RETURNING j.id;
 
 -- name: job_release_many
+-- plan: per run
 -- Give running jobs back at graceful shutdown: pending again, no attempt used, fenced.
 WITH u AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(claim_ids)s::uuid[]) AS u(id, claim_id)
@@ -289,6 +297,7 @@ SELECT c.id, (SELECT count(*) FROM told) + (SELECT count(*) FROM finished) AS no
 FROM cancelled AS c;
 
 -- name: job_retry_many
+-- plan: per run
 -- Put finished jobs back to retrying with attempts reset (errors kept), in id order. A job
 -- whose unique key is live again in another job is skipped and reported, not raised. No step
 -- joins the batch to the table: each looks rows up by id, so a big batch costs its size
@@ -329,6 +338,7 @@ SELECT
     (SELECT count(*) FROM woken) AS notified;
 
 -- name: job_purge_many
+-- plan: per run
 WITH purged AS (
     DELETE FROM {prefix}jobs WHERE id = ANY(ARRAY(SELECT unnest(%(ids)s::uuid[]))) RETURNING id
 ), finished AS (

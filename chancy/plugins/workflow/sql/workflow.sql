@@ -121,6 +121,7 @@ LEFT JOIN LATERAL (
 SELECT 1 AS held WHERE {leader_fence};
 
 -- name: workflow_has_pending_jobs
+-- plan: per run
 -- Whether any of these jobs is the unfinished job of a step (a cheap read before a pass).
 SELECT EXISTS (
     SELECT 1 FROM {prefix}workflow_steps
@@ -135,6 +136,7 @@ ORDER BY id
 LIMIT %(limit)s;
 
 -- name: workflow_sync_jobs
+-- plan: per run
 -- Record the outcome of the given finished jobs on their steps (if they are steps of unfinished
 -- workflows); a step whose job vanished before its outcome was seen counts as failed. Returns
 -- the workflows whose steps changed.
@@ -162,6 +164,7 @@ WHERE s.id = f.id
 RETURNING s.workflow_id;
 
 -- name: workflow_sync_workflows
+-- plan: per run
 -- The same for every unfinished step of the given workflows (the full pass).
 WITH finished AS (
     SELECT s.id, coalesce(j.state, 'failed') AS state
@@ -187,6 +190,7 @@ WHERE s.id = f.id
 RETURNING s.workflow_id;
 
 -- name: workflow_settle
+-- plan: per run
 -- Lock the given unfinished workflows (skipping those another transaction holds) and finish
 -- those that are done: failed as soon as one step failed, completed when every step
 -- succeeded. Returns every workflow locked, with its state after this statement; finished
