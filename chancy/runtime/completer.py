@@ -17,7 +17,6 @@ from psycopg.rows import dict_row
 from chancy.outcome import Outcome
 from chancy.runtime.service import Backoff, is_transient
 from chancy.store import run
-from chancy.store.jobs import LINEAR_JOIN_FROM
 
 if TYPE_CHECKING:
     from chancy.runtime.context import Runtime
@@ -100,28 +99,22 @@ class Completer:
         chancy, hooks, worker = runtime.chancy, runtime.hooks, runtime.worker
         in_transaction = hooks.any("on_jobs_updated_in_transaction")
         accepted: list[Any] = []
-        pool = await chancy.open()
-        async with pool.connection() as conn:
-            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-                # A small batch costs little however it is joined: only a larger one pays the
-                # extra statement that keeps its join linear (see jobs.sql).
-                was = None
-                if len(batch) >= LINEAR_JOIN_FROM:
-                    was = await run(cur, chancy.store.complete_settings())
-                written = await run(
-                    cur,
-                    chancy.store.job_complete_many(
-                        batch, notify=chancy.notifications, progress=reports
-                    ),
-                )
-                if written and (in_transaction or hooks.any("on_job_updated")):
-                    done = set(written)
-                    accepted = [o.job for o in batch if o.job.id in done]
-                    if in_transaction:
-                        if was is not None:
-                            # Plugins' statements run with the planner as the server has it.
-                            await run(cur, chancy.store.restore_nestloop(was))
+        complete = chancy.store.job_complete_many(
+            batch, notify=chancy.notifications, progress=reports
+        )
+        if in_transaction:
+            pool = await chancy.open()
+            async with pool.connection() as conn:
+                async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                    written = await run(cur, complete)
+                    if written:
+                        accepted = _accepted(batch, written)
                         await hooks.in_transaction(accepted, cur, worker)
+        else:
+            # One statement in autocommit: the write carries its planner settings (jobs.sql).
+            written = await chancy.db.run(complete)
+            if written and hooks.any("on_job_updated"):
+                accepted = _accepted(batch, written)
         self.written += len(written)
         if reports:
             runtime.progress.record(len(reports), [i for i in written if i in reports])
@@ -152,3 +145,9 @@ class Completer:
 
     def pending(self) -> list[Any]:
         return list(self._buffer)
+
+
+def _accepted(batch: list[Outcome], written: list[Any]) -> list[Any]:
+    """The jobs of ``batch`` whose outcome was written."""
+    done = set(written)
+    return [o.job for o in batch if o.job.id in done]

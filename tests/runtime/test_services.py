@@ -300,28 +300,62 @@ def _calls(monkeypatch: pytest.MonkeyPatch, obj: Any, name: str) -> list[tuple[A
     return calls
 
 
-async def test_completer_writes_a_large_batch_under_its_planner_settings(
+async def test_completer_writes_outcomes_in_one_statement_or_in_the_hooks_transaction(
     chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A large batch runs under complete_settings (its join stays linear whatever the
-    # statistics, tests/store/test_plans.py); a small one spares the extra statement.
+    # The write carries its planner settings (the function complete_jobs, migration v0020):
+    # no settings statement around it, whatever the batch's size.
+    from chancy.plugin import Plugin
     from chancy.store.jobs import LINEAR_JOIN_FROM
 
     applied = _calls(monkeypatch, chancy.store, "complete_settings")
-    claimed = await _claimed(chancy, worker, LINEAR_JOIN_FROM + 8)
+    claimed = await _claimed(chancy, worker, LINEAR_JOIN_FROM + 10)
     completer = worker.completer
     for running in claimed[:LINEAR_JOIN_FROM]:
         completer.add(build_outcome(running, None, None))
     await completer.flush()
-    assert len(applied) == 1
-    for running in claimed[LINEAR_JOIN_FROM:]:
-        completer.add(build_outcome(running, None, None))
-    await completer.flush()
-    assert len(applied) == 1
-    assert completer.written == LINEAR_JOIN_FROM + 8
-    # The setting was local to the write's transaction.
-    [row] = await rows(chancy, "SELECT current_setting('enable_nestloop') AS v")
-    assert row["v"] == "on"
+    assert applied == [] and completer.written == LINEAR_JOIN_FROM
+
+    # With a plugin hook in the write's transaction, the hook's statements see the batch
+    # written, run with the planner as the server has it, and a failing hook takes the write
+    # back with it.
+    seen: list[tuple[list[str], str]] = []
+
+    class InTransaction(Plugin):
+        fail = False
+
+        async def on_jobs_updated_in_transaction(
+            self, *, worker: Any, cursor: Any, jobs: list[QueuedJob]
+        ) -> None:
+            await cursor.execute(
+                "SELECT state, current_setting('enable_nestloop') AS nestloop FROM "
+                + chancy.prefix
+                + "jobs WHERE id = ANY(%s) ORDER BY id",
+                ([j.id for j in jobs],),
+            )
+            found = await cursor.fetchall()
+            seen.append(([r["state"] for r in found], found[0]["nestloop"]))
+            if self.fail:
+                raise RuntimeError("the hook failed")
+
+    plugin = InTransaction()
+    chancy.plugins["in-transaction"] = plugin
+    try:
+        for running in claimed[LINEAR_JOIN_FROM : LINEAR_JOIN_FROM + 5]:
+            completer.add(build_outcome(running, None, None))
+        await completer.flush()
+        assert seen == [(["succeeded"] * 5, "on")]
+        plugin.fail = True
+        failing = claimed[LINEAR_JOIN_FROM + 5 :]
+        for running in failing:
+            completer.add(build_outcome(running, None, None))
+        with pytest.raises(RuntimeError, match="the hook failed"):
+            await completer.flush()
+        assert seen[-1] == (["succeeded"] * 5, "on")
+    finally:
+        del chancy.plugins["in-transaction"]
+    assert set((await states(chancy, [Reference(j.id) for j in failing])).values()) == {"running"}
+    assert applied == [] and completer.written == LINEAR_JOIN_FROM + 5
 
 
 async def test_big_progress_and_release_batches_are_written_under_the_linear_settings(

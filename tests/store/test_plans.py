@@ -538,7 +538,8 @@ ORDERED = {
 
 
 #: Writes joining a batch to the table (outcomes, progress reports, given-back claims): big
-#: batches run under complete_settings (jobs.sql) and must never join the batch to the rows
+#: batches run under complete_settings (jobs.sql), outcomes in a function with the same
+#: setting (complete_jobs, migration v0020), and must never join the batch to the rows
 #: with a nested loop that reads the batch again per row (quadratic in the batch size).
 LINEAR_JOINS = {
     "job_complete_many",
@@ -551,17 +552,25 @@ BATCHES = LINEAR_JOINS | {"job_retry_many"}
 
 #: Statements that call a plpgsql function of one RETURN QUERY: the plans checked are those
 #: of the function's query, under the function's own SET clauses, as the server runs it.
-FUNCTIONS = {"job_fetch": "claim_jobs"}
+FUNCTIONS = {
+    "job_fetch": "claim_jobs",
+    "job_complete_many": "complete_jobs",
+    "job_complete_many_progress": "complete_jobs",
+}
 
 
 def _function_query(conn: psycopg.Connection[Any], name: str) -> tuple[str, str | None]:
     """The query of function ``name`` with its arguments as named placeholders (``p_queue``
     becomes ``%(queue)s``), and its SET clauses as one statement to run before it."""
     rows = _sql(
-        conn, "SELECT prosrc, proconfig, proargnames FROM pg_proc WHERE proname = %s", (name,)
+        conn,
+        "SELECT prosrc, proconfig, proargnames, proargmodes FROM pg_proc WHERE proname = %s",
+        (name,),
     )
     assert len(rows) == 1, f"function {name}: {rows}"
-    source, config, args = rows[0]
+    source, config, names, modes = rows[0]
+    # Its input arguments (the columns of a RETURNS TABLE are arguments of mode 't').
+    args = [a for a, m in zip(names, modes or ["i"] * len(names), strict=True) if m == "i"]
     match = re.search(r"RETURN QUERY(.*?);\s*END", source, re.DOTALL)
     assert match, f"{name} is not one RETURN QUERY:\n{source}"
     query = match.group(1)
@@ -617,6 +626,8 @@ def test_statement_plans_never_scan_whole_tables_or_indexes(
             assert settings is not None, function
             for setting in ("enable_bitmapscan", "enable_seqscan"):
                 assert f"{setting}', 'off'" in settings, settings
+            if case in LINEAR_JOINS:
+                assert "enable_nestloop', 'off'" in settings, settings
         for generic in (False, True):
             if generic and planned_per_run:
                 continue  # never prepared: the server makes no generic plan of it

@@ -72,7 +72,11 @@ async def test_migrating_the_trigger_line_to_zero_leaves_no_trigger_behind(app: 
     await migrate_trigger_line(app, 0)
     assert await installed(app, users) == []
     # The core line's, still there.
-    assert await functions(app) == [f"{app.prefix}claim_jobs", f"{app.prefix}push"]
+    assert await functions(app) == [
+        f"{app.prefix}claim_jobs",
+        f"{app.prefix}complete_jobs",
+        f"{app.prefix}push",
+    ]
     await sql(app, f"INSERT INTO {users} (email) VALUES ('after')")
     assert await jobs(app) == []
 

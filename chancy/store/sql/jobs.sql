@@ -169,68 +169,28 @@ WHERE taken_by = %(worker_id)s AND state = 'running' AND queue = %(queue)s
 RETURNING id;
 
 -- name: complete_settings
--- Run before job_complete_many, in its transaction. The write joins the batch of outcomes
--- to the rows it updates; when the statistics make both look like a handful of rows (a
--- table never analysed, or analysed before the jobs were pushed) the planner joins them
--- with a nested loop that reads the whole batch again for every row: a batch of 1,000 took
--- 0.66 s (a million comparisons) where a hash join takes milliseconds. With nested loops
--- off for this transaction the join is a hash or merge join whatever the statistics say
--- (tests/store/test_plans.py). Returns the setting as it was, put back (restore_nestloop)
--- before plugins' statements run in the same transaction.
+-- Run before a write that joins a batch to the rows it updates (job_progress_many,
+-- job_release_many), in its transaction (Store.linear_join). When the statistics make both
+-- look like a handful of rows (a table never analysed, or analysed before the jobs were
+-- pushed) the planner joins them with a nested loop that reads the whole batch again for
+-- every row: a batch of 1,000 outcomes took 0.66 s (a million comparisons) where a hash join
+-- takes milliseconds. With nested loops off for this transaction the join is a hash or merge
+-- join whatever the statistics say (tests/store/test_plans.py). The completion write carries
+-- the same setting in its function (complete_jobs, migration v0020).
 SELECT current_setting('enable_nestloop') AS was, set_config('enable_nestloop', 'off', true);
 
--- name: restore_nestloop
-SELECT set_config('enable_nestloop', %(was)s, true);
-
 -- name: job_complete_many
--- plan: per run
--- Write a batch of outcomes. Only rows still running under the claim that produced the
--- outcome change; a late write from a worker that lost the job matches nothing. NULL in
--- errors, meta or delay keeps the stored value. Finished ids are announced (job.finished),
--- in chunks that stay below NOTIFY's payload limit. %(progresses)s is NULL unless some of
--- these jobs made a progress report not written yet (chancy.runtime.progress): it is written
--- in the same row update, `at` in database time.
-WITH u AS (
-    SELECT * FROM unnest(
-        %(ids)s::uuid[], %(claim_ids)s::uuid[], %(states)s::text[], %(attempts)s::int[],
-        %(errors)s::jsonb[], %(metas)s::jsonb[], %(results)s::jsonb[], %(delays)s::float8[],
-        %(progresses)s::jsonb[]
-    ) AS u(id, claim_id, state, attempts, errors, meta, result, delay, progress)
-), done AS (
-    UPDATE {prefix}jobs AS j
-    SET state = u.state,
-        attempts = u.attempts,
-        errors = coalesce(u.errors, j.errors),
-        meta = coalesce(u.meta, j.meta),
-        result = u.result,
-        progress = CASE
-            WHEN u.progress IS NULL THEN j.progress
-            ELSE u.progress || jsonb_build_object('at', now())
-        END,
-        completed_at = CASE WHEN u.state IN ('succeeded', 'failed') THEN now() END,
-        scheduled_at = CASE
-            WHEN u.delay IS NULL THEN j.scheduled_at
-            ELSE now() + make_interval(secs => u.delay)
-        END,
-        claim_id = NULL
-    FROM u
-    WHERE j.id = ANY(ARRAY(SELECT u.id FROM u))
-      AND j.id = u.id AND j.claim_id = u.claim_id AND (j.state = 'running') IS TRUE
-    RETURNING j.id, j.state
-), announced AS (
-    SELECT pg_notify(
-        '{prefix}events',
-        json_build_object('t', 'job.finished', 'ids', array_agg(c.id))::text
-    )
-    FROM (
-        SELECT id, (row_number() OVER () - 1) / 150 AS chunk
-        FROM done WHERE state IN ('succeeded', 'failed')
-    ) AS c
-    WHERE %(notify)s
-    GROUP BY c.chunk
-)
-SELECT coalesce(array_agg(done.id), '{}') AS ids, (SELECT count(*) FROM announced) AS notified
-FROM done;
+-- Write a batch of outcomes, fenced by each run's claim: one statement in autocommit (or in
+-- the transaction of plugins' in-transaction hooks). The write is the function
+-- {prefix}complete_jobs (migration v0020), which runs under its planner settings (SET
+-- enable_nestloop, enable_seqscan, enable_bitmapscan = off) and says why. Returns the ids
+-- written. %(progresses)s is NULL unless some of these jobs made a progress report not
+-- written yet (chancy.runtime.progress).
+SELECT ids, notified FROM {prefix}complete_jobs(
+    %(ids)s::uuid[], %(claim_ids)s::uuid[], %(states)s::text[], %(attempts)s::int[],
+    %(errors)s::jsonb[], %(metas)s::jsonb[], %(results)s::jsonb[], %(delays)s::float8[],
+    %(progresses)s::jsonb[], %(notify)s
+);
 
 -- name: job_progress_many
 -- plan: per run
