@@ -2,19 +2,22 @@
 
 The cheapest executor per job (no thread, no process, no pickling), so it is the one the
 throughput benchmark drains with: per job there is one task, and the function is imported
-and its signature checked once per function rather than once per job.
+and its signature checked once per function rather than once per job. Short jobs are claimed
+ahead of free tasks (``PrefetchingExecutor``): the worker processes one batch while the
+database claims the next, instead of taking turns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from chancy.errors import JobFailedError, JobTimeLimitError
 from chancy.executors._functions import FunctionCache
-from chancy.executors.base import ConcurrentExecutor, Executor
+from chancy.executors.base import Executor, PrefetchingExecutor
 from chancy.job import QueuedJob, Reference
 
 if TYPE_CHECKING:
@@ -26,12 +29,15 @@ log = logging.getLogger("chancy.executor.async")
 _STOP_TIMEOUT = 5.0
 
 
-class AsyncExecutor(ConcurrentExecutor):
+class AsyncExecutor(PrefetchingExecutor):
     """Runs ``async def`` jobs as tasks in the worker's event loop; for I/O-bound async code.
 
-    Options: ``time_limit`` (seconds, for jobs without a TIME limit of their own). A time
-    limit or a cancellation cancels the job's task. A sync function fails its attempt with an
-    error naming the executors that run it: it would block every other job on the loop.
+    Options: ``time_limit`` (seconds, for jobs without a TIME limit of their own);
+    ``prefetch`` (see ``PrefetchingExecutor``: while jobs are short, some are claimed ahead
+    and wait for a free task; a cancelled one never starts). A time limit or a cancellation
+    cancels the job's task; at most ``concurrency`` tasks run at once. A sync function fails
+    its attempt with an error naming the executors that run it: it would block every other
+    job on the loop.
     Memory limits are not enforced.
     """
 
@@ -42,6 +48,7 @@ class AsyncExecutor(ConcurrentExecutor):
         self._detached: set[asyncio.Task[None]] = set()
         self._functions = FunctionCache(type(self).get_function_and_kwargs)
         self._warned_memory_limit = False
+        self._stopped = False
 
     @classmethod
     def get_capabilities(cls) -> Executor.Capability:
@@ -64,11 +71,23 @@ class AsyncExecutor(ConcurrentExecutor):
                 self.queue.name,
             )
         self.jobs[job.id] = job
+        if len(self._tasks) < self.concurrency:
+            self._start(job)
+        else:
+            self._waiting.append(job)  # claimed ahead: it starts when a task ends
+
+    def _start(self, job: QueuedJob) -> None:
         self._tasks[job.id] = asyncio.get_running_loop().create_task(self._run(job))
+
+    def _start_next(self) -> None:
+        """A task ended: start the job that waits longest, if any."""
+        if self._waiting and not self._stopped and len(self._tasks) < self.concurrency:
+            self._start(self._waiting.popleft())
 
     async def _run(self, job: QueuedJob) -> None:
         exc: BaseException | None = None
         result: Any = None
+        started = time.monotonic()
         limit = self.time_limit_for(job)
         if limit is not None:
             job = job.with_time_limit(limit)  # time_remaining() and checkpoint() work
@@ -102,6 +121,8 @@ class AsyncExecutor(ConcurrentExecutor):
         if self._tasks.pop(job.id, None) is None:
             return  # cancel() or stop() already took the job
         self.jobs.pop(job.id, None)
+        self.observe_runtime(time.monotonic() - started)
+        self._start_next()
         try:
             await self.on_job_completed(job=job, exc=exc, result=result)
         except Exception:
@@ -111,9 +132,14 @@ class AsyncExecutor(ConcurrentExecutor):
         job_id = ref.identifier
         task = self._tasks.pop(job_id, None)
         if task is None:
+            if (waiting := self.take_waiting(job_id)) is not None:
+                await self.on_job_completed(
+                    job=waiting, exc=JobFailedError("the job was cancelled before it ran")
+                )
             return
         job = self.jobs.pop(job_id, None)
         self._detach(task)
+        self._start_next()
         if job is not None:
             await self.on_job_completed(
                 job=job, exc=JobFailedError("the job was cancelled while running")
@@ -121,6 +147,8 @@ class AsyncExecutor(ConcurrentExecutor):
 
     async def stop(self) -> None:
         """Cancel every running job's task (they are abandoned) and wait briefly for them."""
+        self._stopped = True
+        self._waiting.clear()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         self.jobs.clear()

@@ -314,6 +314,11 @@ class ConcurrentExecutor(Executor, abc.ABC):
 #: Jobs are claimed ahead of free slots only to cover this much of their measured run time,
 #: so a queue of long jobs is never held back from other workers.
 PREFETCH_WINDOW = 0.05
+#: At most this many jobs of one queue wait in a worker's executor, claimed ahead. Past a few
+#: hundred jobs a bigger claim only makes each claim and each completion write longer: an
+#: async queue of 500 tasks claimed 8,000 no-op jobs at a time unbounded and drained 20%
+#: slower than with this cap.
+MAX_AHEAD = 1000
 
 
 class PrefetchingExecutor(ConcurrentExecutor):
@@ -322,8 +327,10 @@ class PrefetchingExecutor(ConcurrentExecutor):
     Option ``prefetch`` (64): at most this many jobs per slot are claimed ahead and wait in
     the executor for a free slot, so short jobs do not wait for a database round trip each.
     Only as many as cover about 50 ms of the measured run time are taken (none until a run
-    time is known), so queues of long jobs are not held back from other workers. ``0`` turns
-    it off.
+    time is known), so queues of long jobs are not held back from other workers, and never
+    more than ``MAX_AHEAD`` in all. ``0`` turns it off. Queues with fairness, per-key order or
+    per-key limits never claim ahead: the claim picks whose turn it is, and a job claimed
+    ahead would run after a key that became due meanwhile.
     """
 
     def __init__(self, worker: Worker, queue: Queue, *, prefetch: int = 64, **options: Any):
@@ -358,9 +365,16 @@ class PrefetchingExecutor(ConcurrentExecutor):
         """
         capacity = self.concurrency
         runtime = self._runtime
-        if not self.prefetch or runtime is None or runtime >= PREFETCH_WINDOW:
+        if (
+            not self.prefetch
+            or runtime is None
+            or runtime >= PREFETCH_WINDOW
+            # Keys' turns are the claim's order: jobs claimed ahead would jump the queue.
+            or self.queue.is_keyed
+        ):
             return max(0, capacity - len(self.jobs))
-        capacity += min(self.prefetch, int(PREFETCH_WINDOW / max(runtime, 1e-6))) * capacity
+        ahead = min(self.prefetch, int(PREFETCH_WINDOW / max(runtime, 1e-6))) * capacity
+        capacity += min(ahead, MAX_AHEAD)
         free = capacity - len(self.jobs)
         return free if free >= capacity // 4 else 0
 

@@ -215,7 +215,9 @@ async def held(
     """Start a job that holds its slot until the returned path is created (or its time
     limit passes); return once it runs."""
     marker, release = tmp_path / "running", tmp_path / "release"
-    job = make_job("hold", marker=str(marker), release=str(release), time_limit=time_limit)
+    job = make_job(
+        harness.func("hold"), marker=str(marker), release=str(release), time_limit=time_limit
+    )
     await harness.push(job)
     await wait_for_file(marker)
     return job, release

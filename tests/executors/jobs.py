@@ -158,3 +158,20 @@ def mark(path: str) -> int:
     """Write this process's pid to ``path``: proof that the job ran."""
     _touch(path)
     return os.getpid()
+
+
+async def async_hold(marker: str, release: str) -> int:
+    """``hold`` for AsyncExecutor: write the pid to ``marker``, wait (at most 30 s) for
+    ``release`` without blocking the loop."""
+    _touch(marker)
+    deadline = time.monotonic() + 30
+    # The release is a file, as for the other executors' jobs (written by the test).
+    while not os.path.exists(release) and time.monotonic() < deadline:  # noqa: ASYNC110, ASYNC240
+        await asyncio.sleep(0.005)
+    return os.getpid()
+
+
+async def async_mark(path: str) -> int:
+    """``mark`` for AsyncExecutor."""
+    _touch(path)
+    return os.getpid()

@@ -1,4 +1,4 @@
-"""Prefetching executors (process and thread): short jobs are claimed ahead of free slots.
+"""Prefetching executors (process, thread, async): short jobs are claimed ahead of free slots.
 
 Claimed ahead, a job waits in the executor for a free slot, so a backlog of short jobs is
 claimed in batches instead of one database round trip per freed slot. Long jobs are not.
@@ -17,7 +17,7 @@ from tests.executors.conftest import assert_cancelled_unrun, held, make_job
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 State = QueuedJob.State
-KINDS = ["process", "thread"]
+KINDS = ["process", "thread", "async"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -27,7 +27,7 @@ async def test_short_jobs_are_claimed_ahead_once_their_run_time_is_known(
     harness = make_harness(kind, concurrency=2)
     assert harness.executor.free_slots == 2  # nothing measured yet: no more than the slots
     for i in range(6):
-        await harness.run(make_job("add", a=i, b=1))
+        await harness.run(make_job(harness.func("add"), a=i, b=1))
     assert harness.executor._runtime is not None
     assert harness.executor._runtime < 0.05
     assert harness.executor.free_slots > 2  # room for jobs claimed ahead
@@ -37,7 +37,7 @@ async def test_short_jobs_are_claimed_ahead_once_their_run_time_is_known(
 async def test_prefetch_zero_claims_only_free_slots(make_harness: Any, kind: str) -> None:
     harness = make_harness(kind, concurrency=2, prefetch=0)
     for i in range(6):
-        await harness.run(make_job("add", a=i, b=1))
+        await harness.run(make_job(harness.func("add"), a=i, b=1))
     assert harness.executor.free_slots == 2
 
 
@@ -56,8 +56,8 @@ async def test_jobs_claimed_ahead_run_in_order_and_a_cancelled_one_never_runs(
     first, release = await held(harness, tmp_path)
     harness.executor._runtime = 0.0001  # short jobs: the next ones are claimed ahead
     ran = tmp_path / "ran"
-    cancelled = make_job("mark", path=str(ran))
-    behind = [make_job("add", a=i, b=10) for i in range(2)]
+    cancelled = make_job(harness.func("mark"), path=str(ran))
+    behind = [make_job(harness.func("add"), a=i, b=10) for i in range(2)]
     for job in (behind[0], cancelled, behind[1]):
         await harness.push(job)
     assert len(harness.executor) == 4
@@ -84,3 +84,46 @@ async def test_a_thread_timed_out_with_jobs_waiting_hands_them_to_a_new_thread(
     # The interrupted thread retires; the jobs waiting behind it start on a new thread.
     assert [(await harness.worker.outcome(job)).result_json for job in behind] == ["1", "2", "3"]
     release.touch()
+
+
+async def test_async_jobs_claimed_ahead_wait_for_a_free_task(
+    make_harness: Any, tmp_path: Path
+) -> None:
+    harness = make_harness("async", concurrency=1)
+    first, release = await held(harness, tmp_path)
+    harness.executor._runtime = 0.0001
+    behind = [make_job("async_add", a=i, b=1) for i in range(3)]
+    for job in behind:
+        await harness.push(job)
+    # One task runs (concurrency 1); the others wait, unrun, until it ends.
+    assert len(harness.executor._tasks) == 1 and len(harness.executor._waiting) == 3
+    assert all(harness.worker.outcomes_for(job) == [] for job in behind)
+    release.touch()
+    assert [(await harness.worker.outcome(job)).result_json for job in behind] == ["1", "2", "3"]
+    assert (await harness.worker.outcome(first)).job.state == State.SUCCEEDED
+
+
+@pytest.mark.parametrize(("kind", "concurrency"), [("async", 500), ("thread", 16)])
+async def test_jobs_claimed_ahead_are_capped(
+    make_harness: Any, kind: str, concurrency: int
+) -> None:
+    from chancy.executors.base import MAX_AHEAD
+
+    harness = make_harness(kind, concurrency=concurrency)
+    harness.executor._runtime = 0.00001  # 64 per slot would be 32,000 (async) or 1,024
+    assert harness.executor.free_slots == concurrency + MAX_AHEAD
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_keyed_queues_never_claim_ahead(make_harness: Any, kind: str) -> None:
+    # A fair, ordered or per-key limited queue's claim decides whose turn it is: a job claimed
+    # ahead would run after a key that became due meanwhile (tests/limits/test_fairness.py).
+    import dataclasses
+
+    harness = make_harness(kind, concurrency=4)
+    harness.executor._runtime = 0.0001
+    plain = harness.executor.queue
+    assert harness.executor.free_slots > 4
+    for keyed in ({"fairness": True}, {"partition_ordered": True}, {"partition_concurrency": 2}):
+        harness.executor.queue = dataclasses.replace(plain, **keyed)
+        assert harness.executor.free_slots == 4, keyed
