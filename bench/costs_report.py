@@ -73,7 +73,7 @@ def markdown(data: dict[str, Any]) -> str:
         f" shared_buffers {s.get('shared_buffers')}, synchronous_commit"
         f" {s.get('synchronous_commit')}, full_page_writes {s.get('full_page_writes')},"
         f" wal_level {s.get('wal_level')}, max_connections {s.get('max_connections')}.",
-        "- One worker process (async executor, concurrency 100, pool of 10, completer batches"
+        "- One worker process (async executor, concurrency 500, pool of 10, completer batches"
         " up to 1,000), jobs pushed to a paused queue which is then resumed; cleanup = the"
         " Pruner's delete of the finished jobs + `VACUUM` of the jobs table.",
         "",

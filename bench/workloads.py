@@ -88,16 +88,13 @@ class Sizes:
         )
 
 
-#: The tuned settings: the async executor's best concurrency here, a pool with room for the
-#: producer, the completer and the plugins, and frequent completion writes. Since the async
-#: executor claims short jobs ahead, 100 tasks drain no-op jobs fastest (direct drains of
-#: 40,000 here: 24,400-24,600 jobs/s at 100, 22,900-23,600 at 200, 21,100-21,800 at 500;
-#: before, 500 was best).
+#: The tuned settings: the most concurrency the async executor can use here, a pool with
+#: room for the producer, the completer and the plugins, and frequent completion writes.
 TUNED_WORKER = {"pool_max": 10, "completer_batch_size": 1000, "completer_interval": 0.005}
 
 
 def tuned_queue(name: str) -> Queue:
-    return Queue(name, executor=ASYNC, concurrency=100, polling_interval=1)
+    return Queue(name, executor=ASYNC, concurrency=500, polling_interval=1)
 
 
 def at_least(threshold: float, *, ratio: bool = False) -> Callable[[Figure], bool]:
