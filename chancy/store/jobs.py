@@ -27,7 +27,7 @@ from chancy.store.encode import (
 from chancy.store.loader import Queries
 from chancy.store.queues import _one
 from chancy.store.runner import Plan, Spec
-from chancy.utils import json_dumps
+from chancy.utils import gc_paused, json_dumps
 
 T = TypeVar("T")
 
@@ -64,7 +64,8 @@ class JobSpecs:
         key repeated inside the batch maps to the first job that has it; a key live in the
         database maps to that job, which is left untouched.
         """
-        encoded = [encode_job(job, i) for i, job in enumerate(jobs)]
+        with gc_paused():
+            encoded = [encode_job(job, i) for i, job in enumerate(jobs)]
         return self._job_push_plan(encoded, notify=notify, copy_threshold=copy_threshold)
 
     def _job_push_plan(
@@ -102,7 +103,8 @@ class JobSpecs:
             if notify:
                 for queue in sorted({r.queue for r in rows}):
                     yield self.notify(events.QUEUE_PUSHED, {"q": queue})
-            return [Reference(i) for i in refs]
+            with gc_paused():
+                return [Reference(i) for i in refs]
 
         # Rows with unique keys first, in key order: concurrent pushers lock keys in the
         # same order and cannot deadlock on each other.
@@ -133,7 +135,8 @@ class JobSpecs:
                 "could not settle unique keys after 10 tries; another process keeps finishing"
                 " and pushing the same keys"
             )
-        return [Reference(replaced.get(i, i)) for i in refs]
+        with gc_paused():
+            return [Reference(replaced.get(i, i)) for i in refs]
 
     def _job_insert_spec(self, rows: list[EncodedJob], notify: bool) -> Spec[Any]:
         return Spec(
