@@ -70,7 +70,12 @@ class Notifier:
         self._locks: dict[int, Callable[[bool], None]] = {}
         self._locked: set[int] = set()
         self._unlocks: set[int] = set()
+        #: Set when a lock is wanted or given up: ends the current turn early.
         self._lock_changed = asyncio.Event()
+        #: A lock could not be taken yet: try again after the next turn.
+        self._lock_retry = False
+        #: Set each time a lock is taken (``hold`` waits for it).
+        self._lock_taken = asyncio.Event()
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
         self._ever_locked: set[int] = set()
@@ -102,9 +107,12 @@ class Notifier:
         self._lock_changed.set()
         deadline = asyncio.get_running_loop().time() + timeout
         while key not in self._locked:
-            if asyncio.get_running_loop().time() >= deadline:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
                 return False
-            await asyncio.sleep(0.01)
+            self._lock_taken.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lock_taken.wait(), remaining)
         return True
 
     def release_lock(self, key: int) -> None:
@@ -132,14 +140,50 @@ class Notifier:
                 again = key in self._ever_locked
                 self._locked.add(key)
                 self._ever_locked.add(key)
+                self._lock_taken.set()
                 try:
                     on_locked(again)
                 except Exception:
                     log.exception("liveness lock callback %r failed", on_locked)
             else:
                 # Still held by our previous (dead) session, which the server has not
-                # noticed yet: try again on the next turn of the loop.
-                self._lock_changed.set()
+                # noticed yet: try again at the end of the next turn (not at once).
+                self._lock_retry = True
+
+    async def _turn(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Dispatch notifications for up to ``_TURN`` seconds; return whether any came.
+
+        A lock wanted or given up meanwhile ends the turn at once: a starting worker waits
+        for its liveness lock (``hold``) before it serves, and waited up to a whole turn
+        (250 ms) for it. Stopping the wait for notifications is safe: the session runs no
+        statement then, and a notification already received stays queued on the connection.
+        """
+        got = False
+
+        async def read() -> None:
+            nonlocal got
+            async for note in conn.notifies(timeout=_TURN):
+                got = True
+                try:
+                    payload = json.loads(note.payload)
+                except ValueError:
+                    log.warning("ignoring a non-JSON notification: %r", note.payload)
+                    continue
+                if isinstance(payload, dict):
+                    self._dispatch(payload)
+
+        reading = asyncio.ensure_future(read())
+        wanted = asyncio.ensure_future(self._lock_changed.wait())
+        try:
+            await asyncio.wait((reading, wanted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reading, wanted):
+                task.cancel()
+            # The reading task gives the connection back only once it has ended.
+            await asyncio.gather(reading, wanted, return_exceptions=True)
+        if not reading.cancelled() and (exc := reading.exception()) is not None:
+            raise exc
+        return got
 
     @property
     def running(self) -> bool:
@@ -205,19 +249,10 @@ class Notifier:
                 self._dispatch({"t": CONNECTED})
                 quiet_since = time.monotonic()
                 while True:
-                    if self._lock_changed.is_set():
+                    if self._lock_changed.is_set() or self._lock_retry:
+                        self._lock_retry = False
                         await self._sync_locks(conn)
-                    got = False
-                    # Short turns, so that a lock wanted meanwhile is taken within moments.
-                    async for note in conn.notifies(timeout=_TURN):
-                        got = True
-                        try:
-                            payload = json.loads(note.payload)
-                        except ValueError:
-                            log.warning("ignoring a non-JSON notification: %r", note.payload)
-                            continue
-                        if isinstance(payload, dict):
-                            self._dispatch(payload)
+                    got = await self._turn(conn)
                     now = time.monotonic()
                     if got:
                         quiet_since = now

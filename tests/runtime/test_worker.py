@@ -277,3 +277,30 @@ async def test_a_push_right_after_pause_never_runs(chancy: Chancy, worker: Worke
         await chancy.resume_queue("a")
     ref = await chancy.push(J("echo", kwargs={"value": 2}))
     assert (await chancy.wait_for_job(ref, timeout=5)).result == 2  # type: ignore[union-attr]
+
+
+async def test_a_liveness_lock_wanted_mid_turn_is_taken_at_once(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LISTEN session waits for notifications in turns; a lock wanted meanwhile (a worker
+    starting: it serves only once it holds its liveness lock) ends the turn instead of
+    waiting for it. With a turn of a minute, ``hold`` still succeeds within 5 s, and the
+    session still delivers the notifications that come after."""
+    from chancy.runtime import notifier as notifier_module
+
+    monkeypatch.setattr(notifier_module, "_TURN", 60.0)
+    notifier = await chancy.notifier()
+    seen: list[dict[str, object]] = []
+    unsubscribe = notifier.subscribe(seen.append)
+    try:
+        # Let the session enter a turn of a minute.
+        await chancy.db.run(chancy.store.notify("test.before"))
+        await eventually(lambda: any(p.get("t") == "test.before" for p in seen), timeout=5)
+        taken: list[bool] = []
+        assert await notifier.hold(4242, taken.append, timeout=5)
+        assert taken == [False] and notifier.holds(4242)
+        await chancy.db.run(chancy.store.notify("test.after"))
+        await eventually(lambda: any(p.get("t") == "test.after" for p in seen), timeout=5)
+    finally:
+        notifier.release_lock(4242)
+        unsubscribe()
