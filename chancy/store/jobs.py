@@ -32,10 +32,10 @@ from chancy.utils import gc_paused, json_dumps
 T = TypeVar("T")
 
 #: Writes that join a batch of at least this many rows (progress reports, given-back claims)
-#: run under complete_settings (jobs.sql; outcomes always run under the same setting, in the
-#: function complete_jobs). A nested loop over a smaller batch re-reads
-#: at most 31 rows per row (under a millisecond), less than the round trip the setting costs;
-#: a batch of 1,000 so joined took 0.66 s.
+#: run under complete_settings (jobs.sql; outcomes always run under that setting, in the
+#: function complete_jobs). A nested loop over a smaller batch re-reads at most 31 rows per
+#: row (under a millisecond), less than the round trip the setting costs; a batch of 1,000 so
+#: joined took 0.66 s.
 LINEAR_JOIN_FROM = 32
 
 
@@ -221,10 +221,9 @@ class JobSpecs:
             lambda rows: {row["id"]: row["state"] for row in rows},
         )
 
-    def complete_settings(self) -> Spec[str]:
-        """A batch write's planner settings, in its transaction; returns enable_nestloop as it
-        was (see jobs.sql)."""
-        return Spec(self.q["complete_settings"], {}, "one", lambda row: row["was"])
+    def complete_settings(self) -> Spec[None]:
+        """A batch write's planner settings, local to its transaction (see jobs.sql)."""
+        return Spec(self.q["complete_settings"])
 
     def linear_join(self, spec: Spec[T], size: int) -> Plan[T]:
         """``spec``, a write joining a batch of ``size`` rows, after complete_settings when the

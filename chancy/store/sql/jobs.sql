@@ -177,7 +177,7 @@ RETURNING id;
 -- takes milliseconds. With nested loops off for this transaction the join is a hash or merge
 -- join whatever the statistics say (tests/store/test_plans.py). The completion write carries
 -- the same setting in its function (complete_jobs, migration v0020).
-SELECT current_setting('enable_nestloop') AS was, set_config('enable_nestloop', 'off', true);
+SELECT set_config('enable_nestloop', 'off', true);
 
 -- name: job_complete_many
 -- Write a batch of outcomes, fenced by each run's claim: one statement in autocommit (or in
