@@ -48,7 +48,6 @@ class AsyncExecutor(PrefetchingExecutor):
         self._detached: set[asyncio.Task[None]] = set()
         self._functions = FunctionCache(type(self).get_function_and_kwargs)
         self._warned_memory_limit = False
-        self._stopped = False
 
     @classmethod
     def get_capabilities(cls) -> Executor.Capability:
@@ -147,11 +146,9 @@ class AsyncExecutor(PrefetchingExecutor):
 
     async def stop(self) -> None:
         """Cancel every running job's task (they are abandoned) and wait briefly for them."""
-        self._stopped = True
-        self._waiting.clear()
+        self._stop_waiting()
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        self.jobs.clear()
         for task in tasks:
             self._detach(task)
         pending = set(self._detached)

@@ -342,6 +342,15 @@ class PrefetchingExecutor(ConcurrentExecutor):
         self._runtime: float | None = None
         #: Jobs claimed ahead, waiting in the executor for a free slot.
         self._waiting: collections.deque[QueuedJob] = collections.deque()
+        #: Set by ``stop``: nothing starts any more, waiting jobs included.
+        self._stopped = False
+
+    def _stop_waiting(self) -> None:
+        """``stop``'s common part: start nothing more; forget the waiting and running jobs
+        (the worker gives back the jobs it still holds)."""
+        self._stopped = True
+        self._waiting.clear()
+        self.jobs.clear()
 
     def take_waiting(self, job_id: Any) -> QueuedJob | None:
         """Remove the job ``job_id`` if it waits for a slot (it never starts); return it."""

@@ -145,7 +145,6 @@ class ProcessExecutor(PrefetchingExecutor):
             self._on_readable,
             lambda job, exc: self._reporter.report(job, exc),
         )
-        self._stopped = False
 
     # -- capabilities -------------------------------------------------------------------
 
@@ -319,11 +318,9 @@ class ProcessExecutor(PrefetchingExecutor):
 
     async def stop(self) -> None:
         """Kill every child (running jobs are abandoned) and wait briefly for them to exit."""
-        self._stopped = True
+        self._stop_waiting()
         self._slots.clear()
         self._busy.clear()
-        self._waiting.clear()
-        self.jobs.clear()
         await self._pool.close()
         await self._reporter.flush(timeout=EXIT_WAIT)
 

@@ -120,7 +120,6 @@ class ThreadedExecutor(PrefetchingExecutor):
         self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._serial = itertools.count(1)
-        self._stopped = False
         self._warned_memory_limit = False
 
     @classmethod
@@ -183,14 +182,12 @@ class ThreadedExecutor(PrefetchingExecutor):
 
     async def stop(self) -> None:
         """Interrupt running jobs (best effort), end idle threads; never waits for a job."""
-        self._stopped = True
+        self._stop_waiting()
         for run in list(self._runs.values()):
             if run.deadline is not None:
                 run.deadline.cancel()
             self._interrupt(run)
         self._runs.clear()
-        self._waiting.clear()
-        self.jobs.clear()
         for thread in self._idle:
             thread.inbox.put(None)
         self._idle.clear()
