@@ -60,10 +60,20 @@ def _held(query: str, prepared: list[str]) -> bool:
     return positional(query)[0] in prepared
 
 
+#: What the server holds prepared on this session (itself never prepared).
+PREPARED = "SELECT statement FROM pg_prepared_statements"
+
+
 def _prepared(conn: Any) -> list[str]:
     cur = conn.cursor()
-    cur.execute("SELECT statement FROM pg_prepared_statements", prepare=False)
+    cur.execute(PREPARED, prepare=False)
     return [row[0] for row in cur.fetchall()]
+
+
+async def _prepared_async(conn: Any) -> list[str]:
+    cur = conn.cursor()
+    await cur.execute(PREPARED, prepare=False)
+    return [row[0] for row in await cur.fetchall()]
 
 
 def test_the_marked_statements_are_the_ones_planned_per_run(prefix: str) -> None:
@@ -106,9 +116,7 @@ async def test_async_runners_never_prepare_a_per_run_statement(app: Chancy, dsn:
                 conn, begin, [store.job_states(ids)], store.job_get_many(ids), commit
             )
             assert found == []
-        cur2 = conn.cursor()
-        await cur2.execute("SELECT statement FROM pg_prepared_statements", prepare=False)
-        prepared = [row[0] for row in await cur2.fetchall()]
+        prepared = await _prepared_async(conn)
     assert _held(store.q["job_get"], prepared), prepared
     for name in ("job_get_many", "job_states"):
         assert not _held(store.q[name], prepared), (name, prepared)
