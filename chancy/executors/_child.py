@@ -291,7 +291,8 @@ def main(sock: socket.socket, config: dict[str, Any]) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the worker decides what happens
     # to running jobs, so children ignore it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _watch_parent(config["parent_pid"])
+    if not config.get("parent_watched"):
+        _watch_parent(config["parent_pid"])
     if config.get("main"):
         sys.modules["__main__"] = LazyMain(config["main"])
     executor_cls = _executor_class(config["executor"])

@@ -1,6 +1,8 @@
 """The processes behind a ProcessExecutor: starting its children, closing and reaping them.
 
 The executor decides which job goes to which child; this module only owns their lifecycle.
+Under "forkserver" on Linux the children are forked by the executor's zygote (``_zygote``),
+started once through the forkserver; otherwise each child is a ``multiprocessing`` process.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import itertools
 import multiprocessing.util  # noqa: F401 - registers its atexit hook before ours, so ours runs first
 import socket
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +22,7 @@ from chancy.errors import JobFailedError
 from chancy.executors import _child
 from chancy.executors._children import Child, Sent
 from chancy.executors._spawning import describe_exit, kill_process, main_module_hidden
+from chancy.executors._zygote import Zygote
 from chancy.job import QueuedJob
 
 #: How long a child may take to exit, and a stopping executor waits for its children.
@@ -44,18 +48,25 @@ class ChildPool:
         self._serial = itertools.count(1)
         self._reaping: set[asyncio.Task[None]] = set()
         self.children: set[Child] = set()
+        # Linux: the zygote's socket pair is SOCK_SEQPACKET, its children use prctl.
+        self._forks = context.get_start_method() == "forkserver" and sys.platform == "linux"
+        self._zygote: Zygote | None = None
 
     def spawn(self) -> Child:
-        """Start a child (the forkserver hand-off blocks for a few ms) and watch its socket."""
+        """Start a child and watch its socket (blocks for about a millisecond with a zygote,
+        a few with spawn)."""
         parent_sock, child_sock = socket.socketpair()
+        name = f"chancy-{self._name}-{next(self._serial)}"
         try:
-            process = self._context.Process(
-                target=_child.main,
-                args=(child_sock, self._config()),
-                name=f"chancy-{self._name}-{next(self._serial)}",
-            )
-            with main_module_hidden():
-                process.start()
+            process: Any
+            if self._forks:
+                process = self._live_zygote().spawn(child_sock, name, self._config())
+            else:
+                process = self._context.Process(
+                    target=_child.main, args=(child_sock, self._config()), name=name
+                )
+                with main_module_hidden():
+                    process.start()
         except BaseException:
             parent_sock.close()
             raise
@@ -67,6 +78,22 @@ class ChildPool:
         self.children.add(child)
         _live_pools.add(self)
         return child
+
+    def _live_zygote(self) -> Zygote:
+        """The zygote that forks this pool's children, started (again) if need be."""
+        zygote = self._zygote
+        if zygote is None or not zygote.alive:
+            with main_module_hidden():
+                zygote = Zygote(self._context, f"chancy-{self._name}-zygote", self._zygote_gone)
+            asyncio.get_running_loop().add_reader(zygote.fileno(), zygote.on_readable)
+            self._zygote = zygote
+            _live_pools.add(self)
+        return zygote
+
+    def _zygote_gone(self, zygote: Zygote) -> None:
+        """``zygote`` closes its socket: stop watching it, reap its process."""
+        asyncio.get_running_loop().remove_reader(zygote.fileno())
+        self._reap(zygote.process, None)
 
     def discard(self, child: Child, *, kill: bool, job: Sent | None = None) -> None:
         """Stop using ``child``: close its socket, kill it if asked, reap it in the background.
@@ -119,12 +146,19 @@ class ChildPool:
             self.discard(child, kill=True)
         if self._reaping:
             await asyncio.wait(set(self._reaping), timeout=EXIT_WAIT)
+        if self._zygote is not None:
+            self._zygote.close()  # after the children's exit codes came through it
+            self._zygote = None
+            if self._reaping:
+                await asyncio.wait(set(self._reaping), timeout=EXIT_WAIT)
         _live_pools.discard(self)
 
     def kill_all_now(self) -> None:
         """Kill every child at once (interpreter exit, no event loop)."""
         for child in self.children:
             kill_process(child.process)
+        if self._zygote is not None:
+            self._zygote.kill_now()
 
 
 _live_pools: weakref.WeakSet[ChildPool] = weakref.WeakSet()

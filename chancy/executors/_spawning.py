@@ -37,6 +37,12 @@ def cpu_count() -> int:
 
 
 def kill_process(process: Any) -> None:
+    """SIGKILL a child unless it is known to have exited (a zygote's child kills itself:
+    see ``_zygote.ZygoteChild.kill``)."""
+    kill = getattr(process, "kill_unless_reaped", None)
+    if kill is not None:
+        kill()
+        return
     pid = process.pid
     if pid is not None and process.exitcode is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -79,6 +79,11 @@ def pid() -> int:
     return os.getpid()
 
 
+def pids() -> list[int]:
+    """This process's pid and its parent's."""
+    return [os.getpid(), os.getppid()]
+
+
 def modules_loaded(prefix: str) -> list[str]:
     return sorted(name for name in sys.modules if name.split(".")[0] == prefix)
 
