@@ -17,6 +17,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from chancy.executors import _child
+from chancy.executors._zygote import ZygoteChild
 
 if TYPE_CHECKING:
     from chancy.job import QueuedJob
@@ -63,7 +64,7 @@ class Child:
         "unsent",
     )
 
-    def __init__(self, process: BaseProcess, sock: socket.socket) -> None:
+    def __init__(self, process: BaseProcess | ZygoteChild, sock: socket.socket) -> None:
         self.process = process
         self.sock = sock
         self.ready = False

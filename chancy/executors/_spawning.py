@@ -37,8 +37,8 @@ def cpu_count() -> int:
 
 
 def kill_process(process: Any) -> None:
-    """SIGKILL a child unless it is known to have exited (a zygote's child kills itself:
-    see ``_zygote.ZygoteChild.kill``)."""
+    """SIGKILL a child unless it is known to have exited (a zygote's child through its
+    pidfd: see ``_zygote.ZygoteChild.kill_unless_reaped``)."""
     kill = getattr(process, "kill_unless_reaped", None)
     if kill is not None:
         kill()
