@@ -191,6 +191,14 @@ def _read_marker(path: Path) -> str | None:
         return None
 
 
+async def push_stuck(harness: Harness, tmp_path: Path) -> tuple[QueuedJob, int]:
+    """Push a job that never returns; once it runs, return it and the pid running it."""
+    marker = tmp_path / "running"
+    job = make_job("sleep_forever", marker=str(marker))
+    await harness.push(job)
+    return job, int(await wait_for_file(marker))
+
+
 async def wait_for_file(path: Path, timeout: float = 20) -> str:
     """Poll until a job's "I am running" marker exists; return its text (the job's pid)."""
     deadline = time.monotonic() + timeout

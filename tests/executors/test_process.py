@@ -17,7 +17,7 @@ from chancy.executors.base import Executor, RemoteJobError
 from chancy.executors.process import ProcessExecutor
 from chancy.job import QueuedJob
 from tests.conftest import eventually
-from tests.executors.conftest import Harness, build, make_job, wait_for_file
+from tests.executors.conftest import Harness, build, make_job, push_stuck
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -130,10 +130,7 @@ async def test_recycles_children_after_maximum_jobs(make_harness: Any) -> None:
 
 async def test_stop_returns_promptly_with_a_stuck_job(make_harness: Any, tmp_path: Path) -> None:
     harness = make_harness("process", concurrency=1)
-    marker = tmp_path / "running"
-    job = make_job("sleep_forever", marker=str(marker))
-    await harness.push(job)
-    pid = int(await wait_for_file(marker))
+    job, pid = await push_stuck(harness, tmp_path)
     started = time.monotonic()
     await harness.executor.stop()
     assert time.monotonic() - started < 3
@@ -144,10 +141,7 @@ async def test_stop_returns_promptly_with_a_stuck_job(make_harness: Any, tmp_pat
 
 async def test_time_limit_kills_the_child(make_harness: Any, tmp_path: Path) -> None:
     harness = make_harness("process", concurrency=1, time_limit=0.3)  # the queue's default
-    marker = tmp_path / "running"
-    job = make_job("sleep_forever", marker=str(marker))
-    await harness.push(job)
-    pid = int(await wait_for_file(marker))
+    job, pid = await push_stuck(harness, tmp_path)
     outcome = await harness.worker.outcome(job)
     assert "exceeded its time limit of 0.3s" in outcome.job.errors[0]["traceback"]
     await eventually(lambda: not is_alive(pid), message="the timed-out child was killed")

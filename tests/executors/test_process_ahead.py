@@ -18,7 +18,14 @@ import pytest
 from chancy.executors._children import Child
 from chancy.job import QueuedJob, Reference
 from tests.conftest import eventually
-from tests.executors.conftest import Harness, assert_cancelled_unrun, held, make_job, wait_for_file
+from tests.executors.conftest import (
+    Harness,
+    assert_cancelled_unrun,
+    held,
+    make_job,
+    push_stuck,
+    wait_for_file,
+)
 from tests.executors.test_process import is_alive
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -138,10 +145,7 @@ async def test_a_cancelled_job_the_child_started_anyway_is_killed(
     make_harness: Any, tmp_path: Path
 ) -> None:
     harness = make_harness("process", concurrency=1)
-    marker = tmp_path / "running"
-    job = make_job("sleep_forever", marker=str(marker))
-    await harness.push(job)
-    pid = int(await wait_for_file(marker))
+    job, pid = await push_stuck(harness, tmp_path)
     # The race the skip can lose: the child started the job before the skip reached it,
     # so no SKIPPED comes back. Once the job is at the head, the child is killed.
     child = only_child(harness)

@@ -16,7 +16,7 @@ import pytest
 
 from chancy.job import QueuedJob
 from tests.conftest import eventually
-from tests.executors.conftest import make_job, wait_for_file
+from tests.executors.conftest import make_job, push_stuck
 from tests.executors.test_process import is_alive as exists
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -67,10 +67,7 @@ async def test_a_dead_zygote_fails_the_running_job_and_is_replaced(
     make_harness: Any, tmp_path: Path
 ) -> None:
     harness = make_harness("process", concurrency=1)
-    marker = tmp_path / "running"
-    stuck = make_job("sleep_forever", marker=str(marker))
-    await harness.push(stuck)
-    child = int(await wait_for_file(marker))
+    stuck, child = await push_stuck(harness, tmp_path)
     first = zygote_pid(harness)
     os.kill(first, signal.SIGKILL)
     outcome = await harness.worker.outcome(stuck)
