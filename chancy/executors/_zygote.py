@@ -54,9 +54,9 @@ def serve(control: socket.socket) -> None:
     from chancy.executors import _child
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent = _parent_death_signal()
     # Everything imported so far is shared with the children; freezing it keeps their
     # collections from touching (and so copying) those pages.
-    die_with_parent = _parent_death_signal()
     gc.collect()
     gc.freeze()
     wake_r, wake_w = os.pipe()
@@ -85,7 +85,8 @@ def serve(control: socket.socket) -> None:
             ):
                 live = False
         _reap(control)
-    # The worker is gone or stopping: the children exit when they see it (see above).
+    # The worker is gone or stopping: the children die with this process (their parent-death
+    # signal), or exit when their watching thread sees it gone where that signal is missing.
 
 
 def _take(control: socket.socket, spawn: Callable[[int, tuple[Any, ...]], None]) -> bool:
