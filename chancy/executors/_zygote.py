@@ -38,6 +38,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from chancy.executors._spawning import kill_process
+
 SPAWN, STARTED, EXITED = 0, 1, 2
 
 #: Largest message either side sends (a config is a few hundred bytes).
@@ -227,7 +229,7 @@ class ZygoteChild:
         """SIGKILL the child, unless it is known to have exited."""
         if self.exitcode is not None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+        with contextlib.suppress(OSError):  # gone already, or not ours to signal
             if self.pidfd is not None:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             else:
@@ -277,6 +279,8 @@ class Zygote:
                     child = ZygoteChild(reply[2], pidfd)
                     self._children[child.pid] = child
                     return child
+                if pidfd is not None:
+                    os.close(pidfd)  # not the child asked for (none is expected)
         except BaseException:
             self._give_up()
             raise
@@ -335,7 +339,4 @@ class Zygote:
             self._sock.close()
 
     def kill_now(self) -> None:
-        pid = self.process.pid
-        if pid is not None and self.process.exitcode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        kill_process(self.process)
