@@ -112,3 +112,29 @@ async def test_autovacuum_stand_in_vacuums_and_analyzes_a_changed_table(
     # ... and they reset what autovacuum decides on.
     changes = await read("jobs_changes")
     assert changes["changed"] < 500 and changes["inserted"] < 500
+
+
+async def test_outside_poller_reads_only_the_partial_indexes(
+    chancy: Chancy, dsn: str, prefix: str
+) -> None:
+    """The poller runs every 10 ms during a drain: a sequential scan there (which, disabled,
+    also costs a JIT compile of tens of milliseconds per poll) takes the drain's CPU."""
+    import psycopg
+
+    from tests.plans import explain, unbounded_scans
+
+    async for _ in chancy.push_many(
+        [Job(func="bench.jobs.noop", queue="default") for _ in range(2000)], batch_size=1000
+    ):
+        pass
+    q = queries(prefix)
+    table = f"{prefix}jobs"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for analyzed in (False, True):
+            if analyzed:
+                conn.execute(f"VACUUM ANALYZE {table}")  # type: ignore[arg-type]
+            for generic in (False, True):
+                plan = explain(
+                    conn, q["jobs_unfinished"], {}, generic=generic, settings=q["poller_session"]
+                )
+                assert unbounded_scans(plan, {table}, set()) == [], (analyzed, generic)
