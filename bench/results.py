@@ -69,6 +69,9 @@ class Conditioned:
     target: str = ""
     check: Callable[[Figure], bool] | None = None
     note: str = ""
+    #: For drains: every condition's ratio must be at least this share of the ``fresh``
+    #: condition's (issue #15: no drain below 0.8 of itself on a fresh table).
+    steady: float | None = None
     #: Per condition: the median start-up and write-back seconds, autovacuum runs, ...
     details: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -84,7 +87,20 @@ class Conditioned:
 
     @property
     def met(self) -> bool | None:
-        return None if self.check is None else self.check(self.worst())
+        verdicts = []
+        if self.check is not None:
+            verdicts.append(self.check(self.worst()))
+        if self.steady is not None:
+            verdicts.append(self.steady_met())
+        return all(verdicts) if verdicts else None
+
+    def steady_met(self) -> bool:
+        """Whether the worst condition keeps ``steady`` of the fresh condition's ratio."""
+        figures = self.figures[self.measures[0]]
+        fresh = next((f for f in figures if f.condition == "fresh"), None)
+        if fresh is None or self.steady is None:
+            return True
+        return self.worst().ratios.median >= self.steady * fresh.ratios.median
 
 
 @dataclasses.dataclass

@@ -138,3 +138,26 @@ async def test_outside_poller_reads_only_the_partial_indexes(
                     conn, q["jobs_unfinished"], {}, generic=generic, settings=q["poller_session"]
                 )
                 assert unbounded_scans(plan, {table}, set()) == [], (analyzed, generic)
+
+
+def test_a_drain_that_falls_below_80_percent_of_fresh_misses_its_target() -> None:
+    """Issue #15: no drain figure under any statistics condition below 0.8 of fresh."""
+
+    def group(analyzed: float) -> Conditioned:
+        return Conditioned(
+            "W2",
+            "drain",
+            {
+                "database clock": [
+                    _figure("fresh", 100, 100),
+                    _figure("analyzed", analyzed, 100),
+                ]
+            },
+            check=at_least(50),
+            steady=0.8,
+        )
+
+    # Both above the absolute target of 50/s; only the steadiness differs.
+    assert group(85).met is True
+    assert group(75).met is False
+    assert Conditioned("W2", "drain", {"database clock": [_figure("fresh", 1, 1)]}).met is None
