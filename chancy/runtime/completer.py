@@ -61,15 +61,23 @@ class Completer:
                 except TimeoutError:
                     pass
             self._wake.clear()
-            await self.flush()
+            await self.flush(whole_batches=True)
+            if self._buffer:
+                self._wake.set()  # what is left waits ``interval`` for more to join it
 
     async def _full(self) -> None:
         while len(self._buffer) < self.batch_size:
             self._wake.clear()
             await self._wake.wait()
 
-    async def flush(self) -> None:
-        """Write everything buffered now; transient errors are retried until it is written."""
+    async def flush(self, *, whole_batches: bool = False) -> None:
+        """Write everything buffered now; transient errors are retried until it is written.
+
+        With ``whole_batches`` (the running loop), stop after a write once less than a whole
+        batch is left: what arrived during the write waits ``interval`` for more to join it,
+        so a steady trickle of outcomes (a process queue) is written in batches of the
+        interval's worth, not in back-to-back writes of whatever came in during the last one.
+        """
         backoff = Backoff()
         progress = self.runtime.progress
         reports: dict[Any, Any] = {}
@@ -92,7 +100,10 @@ class Completer:
             del self._buffer[: len(batch)]
             reports = {}
             backoff.reset()
-        self._idle.set()
+            if whole_batches and len(self._buffer) < self.batch_size:
+                break
+        if not self._buffer:
+            self._idle.set()
 
     async def _write(self, batch: list[Outcome], reports: dict[Any, Any]) -> None:
         runtime = self.runtime

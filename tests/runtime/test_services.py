@@ -287,6 +287,66 @@ async def test_completer_writes_outcomes_in_batches(chancy: Chancy, worker: Work
     assert results[0]["result"] == {"ok": True}
 
 
+async def test_completer_lets_outcomes_that_arrive_during_a_write_gather_into_a_batch(
+    chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A steady trickle (a process queue) is written in batches, not in back-to-back writes
+    of whatever arrived during the previous write."""
+    claimed = await _claimed(chancy, worker, 20)
+    completer = worker.completer
+    completer.batch_size = 10
+    completer.interval = 60.0  # a batch goes when it is full (or at stop)
+    sizes: list[int] = []
+    release, returned = asyncio.Event(), asyncio.Event()
+    write = completer._write
+
+    async def held_write(batch: list[Outcome], reports: dict[Any, Any]) -> None:
+        sizes.append(len(batch))
+        if len(sizes) == 1:
+            await release.wait()
+        await write(batch, reports)
+        returned.set()
+
+    monkeypatch.setattr(completer, "_write", held_write)
+    task = asyncio.create_task(completer.run())
+    try:
+        for running in claimed[:10]:
+            completer.add(build_outcome(running, None, None))
+        await eventually(lambda: sizes == [10], message="the first batch was not written")
+        for running in claimed[10:13]:  # arrive while the first batch is being written
+            completer.add(build_outcome(running, None, None))
+        release.set()
+        await returned.wait()
+        for running in claimed[13:]:
+            completer.add(build_outcome(running, None, None))
+        await eventually(lambda: completer.written == 20, message="not all were written")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert sizes == [10, 10]
+
+
+async def test_completer_writes_what_is_left_after_a_whole_batch(
+    chancy: Chancy, worker: Worker
+) -> None:
+    """More than a batch at once: the rest is written an interval later, with nothing new
+    arriving to wake the completer."""
+    claimed = await _claimed(chancy, worker, 13)
+    completer = worker.completer
+    completer.batch_size = 10
+    completer.interval = 0.01
+    for running in claimed:
+        completer.add(build_outcome(running, None, None))
+    task = asyncio.create_task(completer.run())
+    try:
+        await eventually(lambda: completer.written == 13, message="the last 3 were not written")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def _calls(monkeypatch: pytest.MonkeyPatch, obj: Any, name: str) -> list[tuple[Any, ...]]:
     """Record the arguments of every call of ``obj.name`` (which still runs)."""
     calls: list[tuple[Any, ...]] = []
