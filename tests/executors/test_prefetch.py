@@ -41,6 +41,16 @@ async def test_prefetch_zero_claims_only_free_slots(make_harness: Any, kind: str
     assert harness.executor.free_slots == 2
 
 
+@pytest.mark.parametrize(("kind", "per_slot"), [("process", 256), ("thread", 64), ("async", 64)])
+async def test_jobs_claimed_ahead_per_slot_by_default(
+    make_harness: Any, kind: str, per_slot: int
+) -> None:
+    # A process queue has one slot per core: 64 per slot covered a few ms of no-op jobs.
+    harness = make_harness(kind, concurrency=2)
+    harness.executor._runtime = 0.0001  # 50 ms of work is 500 jobs per slot
+    assert harness.executor.free_slots == 2 + 2 * per_slot
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_long_jobs_are_not_claimed_ahead(make_harness: Any, kind: str) -> None:
     harness = make_harness(kind, concurrency=2)
