@@ -53,8 +53,8 @@ class ChildPool:
         self._zygote: Zygote | None = None
 
     def spawn(self) -> Child:
-        """Start a child and watch its socket (blocks about a millisecond with a zygote, and
-        until the new interpreter is started with spawn)."""
+        """Start a child and watch its socket (with a zygote, returns once the request is
+        sent; with spawn, blocks until the new interpreter is started)."""
         parent_sock, child_sock = socket.socketpair()
         name = f"chancy-{self._name}-{next(self._serial)}"
         try:

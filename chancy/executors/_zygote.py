@@ -25,8 +25,10 @@ kernel reused after the zygote reaped it is never signalled.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import logging
 import multiprocessing
 import os
 import pickle
@@ -41,6 +43,8 @@ from typing import Any
 from chancy.executors._spawning import kill_process
 
 SPAWN, STARTED, EXITED = 0, 1, 2
+
+log = logging.getLogger("chancy.executor.process")
 
 #: Largest message either side sends (a config is a few hundred bytes).
 _MESSAGE_SIZE = 1 << 16
@@ -215,19 +219,28 @@ def _reap(control: socket.socket) -> None:
 
 class ZygoteChild:
     """A child forked by the zygote, as the executor sees it (the part of
-    ``multiprocessing.Process`` it uses: ``pid``, ``exitcode``, ``close``)."""
+    ``multiprocessing.Process`` it uses: ``pid``, ``exitcode``, ``close``).
 
-    __slots__ = ("exitcode", "pid", "pidfd")
+    Its ``pid`` is None until the zygote's STARTED reply has been read (``Zygote.spawn``
+    does not wait for it); a kill asked for before then is carried out on arrival.
+    """
 
-    def __init__(self, pid: int, pidfd: int | None) -> None:
+    __slots__ = ("exitcode", "kill_on_start", "pid", "pidfd")
+
+    def __init__(self, pid: int | None = None, pidfd: int | None = None) -> None:
         self.pid = pid
         self.pidfd = pidfd
         #: None while it runs; its exit code (negative: the signal) once the zygote reaped it.
         self.exitcode: int | None = None
+        self.kill_on_start = False
 
     def kill_unless_reaped(self) -> None:
-        """SIGKILL the child, unless it is known to have exited."""
+        """SIGKILL the child, unless it is known to have exited (or, not started yet, as
+        soon as it has a pid)."""
         if self.exitcode is not None:
+            return
+        if self.pid is None:
+            self.kill_on_start = True
             return
         with contextlib.suppress(OSError):  # gone already, or not ours to signal
             if self.pidfd is not None:
@@ -255,8 +268,11 @@ class Zygote:
         finally:
             theirs.close()
         self._sock = mine
+        self._sock.setblocking(False)
         self._serial = 0
+        #: Children by pid, and by request serial until their STARTED reply arrives.
         self._children: dict[int, ZygoteChild] = {}
+        self._starting: dict[int, ZygoteChild] = {}
         self._on_gone = on_gone
         self.alive = True
 
@@ -264,35 +280,37 @@ class Zygote:
         return self._sock.fileno()
 
     def spawn(self, sock: socket.socket, name: str, config: dict[str, Any]) -> ZygoteChild:
-        """Fork a child that runs ``_child.main(sock, config)``; blocks until it has a pid."""
+        """Ask for a child that runs ``_child.main(sock, config)``; returns without waiting
+        for the fork (the worker's loop goes on while the zygote forks; the child's pid
+        comes with the STARTED reply, read by ``on_readable``). A zygote that does not
+        answer within ``SPAWN_WAIT`` is given up, which fails what its children held."""
         self._serial += 1
         serial = self._serial
         request = pickle.dumps((SPAWN, serial, name, config))
-        self._sock.settimeout(SPAWN_WAIT)
+        self._sock.settimeout(SPAWN_WAIT)  # only if its queue is full: the zygote is stuck
         try:
             socket.send_fds(self._sock, [request], [sock.fileno()])
-            while True:
-                reply, pidfd = self._receive()
-                if reply is None:
-                    raise OSError("the process that starts the executor's children is gone")
-                if reply[0] == STARTED and reply[1] == serial:
-                    child = ZygoteChild(reply[2], pidfd)
-                    self._children[child.pid] = child
-                    return child
-                if pidfd is not None:
-                    os.close(pidfd)  # not the child asked for (none is expected)
         except BaseException:
             self._give_up()
             raise
         finally:
             if self.alive:
                 self._sock.setblocking(False)
+        child = ZygoteChild()
+        self._starting[serial] = child
+        asyncio.get_running_loop().call_later(SPAWN_WAIT, self._overdue, serial)
+        return child
+
+    def _overdue(self, serial: int) -> None:
+        if serial in self._starting and self.alive:
+            log.error("the process that starts children did not answer in %gs", SPAWN_WAIT)
+            self._give_up()
 
     def on_readable(self) -> None:
-        """Take what the zygote sent (exit statuses); its end means it is gone."""
+        """Take what the zygote sent (children started and exited); its end means it is gone."""
         while self.alive:
             try:
-                reply, _ = self._receive()
+                reply = self._receive()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -300,22 +318,24 @@ class Zygote:
             if reply is None:
                 self._give_up()
 
-    def _receive(self) -> tuple[tuple[Any, ...] | None, int | None]:
+    def _receive(self) -> tuple[Any, ...] | None:
         data, fds, _, _ = socket.recv_fds(self._sock, _MESSAGE_SIZE, 1)
         pidfd = fds[0] if fds else None
-        if not data:
-            if pidfd is not None:
-                os.close(pidfd)
-            return None, None
-        reply = pickle.loads(data)
-        if reply[0] == EXITED:
-            child = self._children.pop(reply[1], None)
-            if child is not None:
-                child.exitcode = reply[2]
-        elif reply[0] != STARTED and pidfd is not None:
-            os.close(pidfd)
-            pidfd = None
-        return reply, pidfd
+        reply = pickle.loads(data) if data else None
+        if reply is not None and reply[0] == STARTED and reply[1] in self._starting:
+            child = self._starting.pop(reply[1])
+            child.pid, child.pidfd = reply[2], pidfd
+            self._children[child.pid] = child
+            if child.kill_on_start:
+                child.kill_unless_reaped()
+            return reply
+        if pidfd is not None:
+            os.close(pidfd)  # not a child asked for (none is expected)
+        if reply is not None and reply[0] == EXITED:
+            exited = self._children.pop(reply[1], None)
+            if exited is not None:
+                exited.exitcode = reply[2]
+        return reply
 
     def _give_up(self) -> None:
         """The zygote died or stopped answering: kill what it started (their exit codes
@@ -327,7 +347,11 @@ class Zygote:
         for child in self._children.values():
             child.kill_unless_reaped()
             child.exitcode = -signal.SIGKILL
+        # Never started, or forked and dying with the zygote (their parent-death signal).
+        for child in self._starting.values():
+            child.exitcode = -signal.SIGKILL
         self._children.clear()
+        self._starting.clear()
         self.kill_now()
         self._sock.close()
 

@@ -81,24 +81,91 @@ async def test_a_dead_zygote_fails_the_running_job_and_is_replaced(
 
 async def test_children_die_with_their_zygote(tmp_path: Path) -> None:
     # Without the executor, which would kill them itself: the kernel does it.
-    import multiprocessing
     import socket
+
+    zygote = bare_zygote()
+    ours, theirs = socket.socketpair()
+    try:
+        child = zygote.spawn(theirs, "test-child", CONFIG)
+        theirs.close()
+        assert ours.recv(1 << 10)  # READY: the child waits for jobs
+        pid = await started(zygote, child)
+        assert is_alive(pid)
+        os.kill(zygote.process.pid, signal.SIGKILL)
+        await eventually(lambda: not is_alive(pid), message="the child died with it")
+    finally:
+        ours.close()
+        zygote.kill_now()
+        zygote.close()
+
+
+async def started(zygote: Any, child: Any) -> int:
+    """The child's pid, once the zygote's STARTED reply has been read (spawn returns first)."""
+
+    def read() -> int | None:
+        zygote.on_readable()
+        return child.pid  # type: ignore[no-any-return]
+
+    return await eventually(read, message="the zygote did not report the child started")
+
+
+def bare_zygote() -> Any:
+    import multiprocessing
 
     from chancy.executors import _spawning
     from chancy.executors._zygote import Zygote
 
-    gone: list[Zygote] = []
     with _spawning.main_module_hidden():
-        zygote = Zygote(multiprocessing.get_context("forkserver"), "test-zygote", gone.append)
+        return Zygote(multiprocessing.get_context("forkserver"), "test-zygote", lambda z: None)
+
+
+CONFIG = {"executor": None, "parent_pid": os.getpid(), "log_level": 30, "main": {}}
+
+
+async def test_a_kill_asked_for_before_the_child_has_a_pid_happens_when_it_arrives() -> None:
+    import socket
+
+    from chancy.executors._spawning import kill_process
+
+    zygote = bare_zygote()
     ours, theirs = socket.socketpair()
-    config = {"executor": None, "parent_pid": os.getpid(), "log_level": 30, "main": {}}
     try:
-        child = zygote.spawn(theirs, "test-child", config)
+        child = zygote.spawn(theirs, "test-child", CONFIG)
         theirs.close()
-        assert ours.recv(1 << 10)  # READY: the child waits for jobs
-        os.kill(zygote.process.pid, signal.SIGKILL)
-        await eventually(lambda: not is_alive(child.pid), message="the child died with it")
+        assert child.pid is None  # spawn returns before the zygote has forked
+        kill_process(child)  # a time limit or a cancellation, this early
+
+        def ended() -> int | None:
+            zygote.on_readable()
+            return child.exitcode  # type: ignore[no-any-return]
+
+        assert await eventually(ended, message="the child was not killed") == -signal.SIGKILL
     finally:
         ours.close()
+        zygote.kill_now()
+        zygote.close()
+
+
+async def test_a_zygote_that_does_not_answer_is_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from chancy.executors import _zygote
+
+    monkeypatch.setattr(_zygote, "SPAWN_WAIT", 0.2)
+    zygote = bare_zygote()
+    ours, theirs = socket.socketpair()
+    os.kill(zygote.process.pid, signal.SIGSTOP)
+    try:
+        child = zygote.spawn(theirs, "test-child", CONFIG)
+        theirs.close()
+        await eventually(lambda: not zygote.alive, message="the stuck zygote was kept")
+        assert child.exitcode == -signal.SIGKILL  # what it held fails as killed
+        await eventually(lambda: zygote.process.exitcode is not None, timeout=10)
+    finally:
+        ours.close()
+        if zygote.process.exitcode is None:
+            os.kill(zygote.process.pid, signal.SIGCONT)
         zygote.kill_now()
         zygote.close()
