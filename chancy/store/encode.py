@@ -130,6 +130,8 @@ def _text_array_literal(values: Sequence[str | None]) -> str:
 #: Rows per chunk written to COPY.
 _COPY_CHUNK = 2000
 _COPY_NULL = "\\N"
+#: Distinct texts kept escaped while a batch is written (queues, functions, meta, limits).
+_ESCAPED_MAX = 10_000
 
 
 def _copy_escape(value: str) -> str:
@@ -153,6 +155,8 @@ def _copy_text(
     """
     esc = _copy_escape
     now_text = now.isoformat()
+    # Queue, function and the JSON texts repeat across a batch: each is escaped once.
+    escaped: dict[str, str] = {}
     lines: list[str] = []
     for r in rows:
         due = now if r.scheduled_at is None else r.scheduled_at
@@ -165,15 +169,24 @@ def _copy_text(
             pk = ""  # keyless jobs of queues with per-key limits (see job_insert_many)
         else:
             pk = _COPY_NULL
+        queue, func, limits, meta = r.queue, r.func, r.limits, r.meta
+        kwargs = r.kwargs
+        if "\\" in kwargs:  # JSON text: only backslashes need escaping
+            kwargs = kwargs.replace("\\", "\\\\")
         lines.append(
-            f"{r.id.int:032x}\t{esc(r.queue)}\t{esc(r.func)}\t{esc(r.kwargs)}\t{esc(r.limits)}"
-            f"\t{esc(r.meta)}\t{r.priority}\t{r.max_attempts}"
+            f"{r.id.int:032x}\t{escaped.get(queue) or escaped.setdefault(queue, esc(queue))}"
+            f"\t{escaped.get(func) or escaped.setdefault(func, esc(func))}\t{kwargs}"
+            f"\t{escaped.get(limits) or escaped.setdefault(limits, esc(limits))}"
+            f"\t{escaped.get(meta) or escaped.setdefault(meta, esc(meta))}"
+            f"\t{r.priority}\t{r.max_attempts}"
             f"\t{now_text if r.scheduled_at is None else r.scheduled_at.isoformat()}\t{pk}"
             f"\t{_COPY_NULL if deadline is None else deadline.isoformat()}\n"
         )
         if len(lines) >= _COPY_CHUNK:
             yield "".join(lines)
             lines = []
+            if len(escaped) > _ESCAPED_MAX:
+                escaped.clear()
     if lines:
         yield "".join(lines)
 
