@@ -3,18 +3,23 @@
 Every push form goes through ``plan``: the plugins' ``on_push`` hooks, then the store's push
 plan (validated and encoded before anything is written). ``push_many`` overlaps encoding
 with the database's work: while a batch is written, the next one is read from the caller's
-iterable and encoded in a thread.
+iterable and encoded on the event loop in slices, so the write's own steps (sending COPY
+data, reading results) run between them. An encoding thread did this before, but it held
+the GIL against the loop while the loop waited for the server (pushing 100,000 jobs, its
+first statement per batch took 8 ms instead of under 1), and gained nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from chancy.errors import ConfigurationError, PushError
 from chancy.job import Job, Reference, as_job
 from chancy.store import Plan
+from chancy.store.encode import EncodedJob, encode_job
+from chancy.utils import gc_paused
 
 if TYPE_CHECKING:
     import psycopg
@@ -23,21 +28,18 @@ if TYPE_CHECKING:
 
 __all__ = ["batches", "plan", "push_many", "push_many_ex", "sync_push_many", "sync_push_many_ex"]
 
-#: push_many encodes the next batch in a thread while the current one is written, for
-#: batches at least this large (below it, the hand-off costs more than it saves).
+#: push_many encodes the next batch while the current one is written, for batches at least
+#: this large (below it, the hand-off costs more than it saves) ...
 ENCODE_AHEAD_MIN = 500
+#: ... this many jobs at a time, letting the write go on between slices (about 0.4 ms each).
+ENCODE_SLICE = 200
 
 JobLike = Job | Any  # a Job, or a function decorated with @job
 
 
 def plan(chancy: Chancy, jobs: list[Job]) -> Plan[list[Reference]]:
     """The plan that pushes ``jobs``, after the plugins' ``on_push`` hooks."""
-    return encode(chancy, chancy.hooks.push(jobs, chancy))
-
-
-def encode(chancy: Chancy, jobs: list[Job]) -> Plan[list[Reference]]:
-    """The push plan of jobs whose hooks already ran (safe to call from a thread)."""
-    return chancy.store.job_push(jobs, notify=chancy.notifications)
+    return chancy.store.job_push(chancy.hooks.push(jobs, chancy), notify=chancy.notifications)
 
 
 def batches(jobs: Iterable[JobLike], size: int) -> Iterator[list[Job]]:
@@ -70,18 +72,26 @@ async def push_many(
     if batch is None:
         return
     current = plan(chancy, batch)
-    loop = asyncio.get_running_loop()
     committed_batches = committed_jobs = 0
     while True:
         following = next(iterator, None)
-        encoding: asyncio.Future[Plan[list[Reference]]] | None = None
+        ahead: Plan[list[Reference]] | None = None
+        failed: Exception | None = None
+        write: Awaitable[list[Reference]]
         if following is not None and len(following) >= ENCODE_AHEAD_MIN:
-            following = chancy.hooks.push(following, chancy)
-            encoding = loop.run_in_executor(None, encode, chancy, following)
-            # Retrieved even when nobody awaits it (the caller stopped iterating).
-            encoding.add_done_callback(_retrieve)
+            write = writing = asyncio.ensure_future(chancy.db.run(current, transaction=True))
+            writing.add_done_callback(_retrieve)  # seen even if encoding fails first
+            try:
+                ahead = await _encode_in_slices(chancy, following)
+            except Exception as exc:
+                failed = exc  # raised once the batch being written has committed
+            except BaseException:
+                writing.cancel()  # the push was cancelled: so is the write, as before
+                raise
+        else:
+            write = chancy.db.run(current, transaction=True)
         try:
-            refs = await chancy.db.run(current, transaction=True)
+            refs = await write
         except Exception as exc:
             if committed_batches == 0:
                 raise
@@ -92,9 +102,28 @@ async def push_many(
         if following is None:
             return
         try:
-            current = await encoding if encoding is not None else plan(chancy, following)
+            if failed is not None:
+                raise failed
+            current = ahead if ahead is not None else plan(chancy, following)
         except Exception as exc:
             raise error(exc, committed_batches, committed_jobs) from exc
+
+
+async def _encode_in_slices(chancy: Chancy, jobs: list[Job]) -> Plan[list[Reference]]:
+    """``plan(chancy, jobs)``, encoded ``ENCODE_SLICE`` jobs at a time with the loop free
+    in between (the write of the previous batch goes on meanwhile)."""
+    jobs = chancy.hooks.push(jobs, chancy)
+    encoded: list[EncodedJob] = []
+    # The collector stays off for the whole batch (see gc_paused), not slice by slice: on
+    # between slices, it walked the caller's jobs again after every few slices.
+    with gc_paused():
+        for start in range(0, len(jobs), ENCODE_SLICE):
+            encoded.extend(
+                encode_job(job, i)
+                for i, job in enumerate(jobs[start : start + ENCODE_SLICE], start)
+            )
+            await asyncio.sleep(0)
+    return chancy.store.job_push_encoded(encoded, notify=chancy.notifications)
 
 
 def sync_push_many(

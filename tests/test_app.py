@@ -218,7 +218,8 @@ async def test_push_many_unique_keys_in_caller_order(chancy: Chancy) -> None:
 
 @pytest.mark.parametrize("size", [5, 600])
 async def test_push_many_error_names_committed_batches(chancy: Chancy, size: int) -> None:
-    """Batches of 500+ are encoded ahead in a thread; a bad job there fails the same way."""
+    """Batches of 500+ are encoded while the one before is written; a bad job there fails
+    the same way, once the batch before it has committed."""
 
     class Boom:
         pass

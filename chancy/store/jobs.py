@@ -66,11 +66,12 @@ class JobSpecs:
         """
         with gc_paused():
             encoded = [encode_job(job, i) for i, job in enumerate(jobs)]
-        return self._job_push_plan(encoded, notify=notify, copy_threshold=copy_threshold)
+        return self.job_push_encoded(encoded, notify=notify, copy_threshold=copy_threshold)
 
-    def _job_push_plan(
-        self, encoded: list[EncodedJob], *, notify: bool, copy_threshold: int
+    def job_push_encoded(
+        self, encoded: list[EncodedJob], *, notify: bool, copy_threshold: int = COPY_THRESHOLD
     ) -> Plan[list[Reference]]:
+        """``job_push`` of jobs already encoded (``encode_job``, in the batch's order)."""
         if not encoded:
             return []
         first_by_key: dict[str, EncodedJob] = {}
