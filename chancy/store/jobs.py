@@ -39,6 +39,10 @@ T = TypeVar("T")
 LINEAR_JOIN_FROM = 32
 
 
+def _unique_key(row: EncodedJob) -> str:
+    return row.unique_key or ""
+
+
 class JobSpecs:
     """Specs over ``{prefix}jobs`` (mixed into ``Store``)."""
 
@@ -108,13 +112,21 @@ class JobSpecs:
                 return [Reference(i) for i in refs]
 
         # Rows with unique keys first, in key order: concurrent pushers lock keys in the
-        # same order and cannot deadlock on each other.
-        rows.sort(key=lambda r: (r.unique_key is None, r.unique_key or ""))
+        # same order and cannot deadlock on each other. (No key tuples: with the collector
+        # on, allocating one per row started collections that walked the caller's jobs.)
+        with_key = [r for r in rows if r.unique_key is not None]
+        if with_key:
+            with_key.sort(key=_unique_key)
+            rows = with_key + [r for r in rows if r.unique_key is None]
         pending = rows
         replaced: dict[uuid.UUID, uuid.UUID] = {}
         for _ in range(10):
-            result = yield self._job_insert_spec(pending, notify)
-            inserted = set(result["ids"] or ())
+            with gc_paused():
+                spec = self._job_insert_spec(pending, notify)
+            result = yield spec
+            if result["ids"] is None:
+                break  # all inserted
+            inserted = set(result["ids"])
             conflicted = [r for r in pending if r.id not in inserted]
             if not conflicted:
                 break
@@ -161,6 +173,7 @@ class JobSpecs:
                     [None if r.deadline is None else r.deadline.isoformat() for r in rows]
                 ),
                 "notify": notify,
+                "n": len(rows),
             },
             fetch="one",
         )

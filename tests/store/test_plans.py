@@ -364,6 +364,7 @@ def _push(unique: bool) -> Callable[[State], dict[str, Any]]:
             "partition_keys": [None] * n,
             "deadlines": [None] * n,
             "notify": True,
+            "n": n,
         }
 
     return params

@@ -18,7 +18,9 @@
 -- stored with the key
 -- '' (read back as None), so that the claim finds it through the keyed index; elsewhere it
 -- stays NULL and stays out of that index. A job without a deadline pushed to a queue with a
--- default_deadline gets one: that many seconds after it is due.
+-- default_deadline gets one: that many seconds after it is due. ids lists the jobs inserted
+-- only when some were not (a live unique key): NULL when all %(n)s were, so the usual batch
+-- does not send back, nor the client decode, an id per job.
 WITH ins AS (
     INSERT INTO {prefix}jobs AS j
         (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at, unique_key,
@@ -51,7 +53,9 @@ WITH ins AS (
     FROM (SELECT DISTINCT queue FROM ins) AS q
     WHERE %(notify)s
 )
-SELECT array_agg(ins.id) AS ids, (SELECT count(*) FROM woken) AS notified FROM ins;
+SELECT CASE WHEN count(*) < %(n)s THEN coalesce(array_agg(ins.id), '{}') END AS ids,
+       (SELECT count(*) FROM woken) AS notified
+FROM ins;
 
 -- name: job_copy
 COPY {prefix}jobs (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at,
