@@ -47,7 +47,8 @@ class Claim:
 def _split(rows: list[dict[str, Any]]) -> tuple[list[QueuedJob], tuple[Any, ...]]:
     """The claimed jobs to run, highest priority first, and the expired ones (id, func)."""
     jobs = [unpack_claimed(row) for row in rows if row["state"] == "running"]
-    jobs.sort(key=lambda j: (-j.priority, j.id))
+    # By the id's integer: UUID's own comparison is a Python method, 4x the cost per claim.
+    jobs.sort(key=lambda j: (-j.priority, j.id.int))
     expired = tuple((row["id"], row["func"]) for row in rows if row["state"] == "failed")
     return jobs, expired
 
