@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 from chancy.errors import Retry, Snooze
 from chancy.job import QueuedJob
-from chancy.utils import jsonb_dumps, safe_text
+from chancy.utils import jsonb_dumps, safe_text, slot_copier
 
 __all__ = [
     "DEFAULT_MAX_RESULT_SIZE",
@@ -93,30 +92,9 @@ class Outcome:
     result_json: str | None = None
 
 
-_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(QueuedJob))
-
-
-def _make_copier() -> Callable[[QueuedJob, dict[str, Any]], QueuedJob]:
-    """Build ``copy(job, changes)``: a new QueuedJob with ``changes`` applied, field by field.
-
-    Generated once from the dataclass fields, so a copy is straight-line attribute stores
-    rather than a loop with a lookup per field.
-    """
-    lines = ["def copy(job, changes, _new=_new, _cls=_cls, _set=_set):", "    new = _new(_cls)"]
-    for name in _JOB_FIELDS:
-        lines.append(f"    _set(new, {name!r}, changes.get({name!r}, job.{name}))")
-    lines.append("    return new")
-    namespace: dict[str, Any] = {
-        "_new": object.__new__,
-        "_cls": QueuedJob,
-        "_set": object.__setattr__,
-    }
-    exec("\n".join(lines), namespace)
-    copier: Callable[[QueuedJob, dict[str, Any]], QueuedJob] = namespace["copy"]
-    return copier
-
-
-_copy_job = _make_copier()
+#: A new QueuedJob with changes applied, stored slot by slot (generated once: see
+#: chancy.utils.slot_copier), rather than dataclasses.replace's introspection per call.
+_copy_job = slot_copier(QueuedJob)
 
 
 def evolve(job: QueuedJob, **changes: Any) -> QueuedJob:

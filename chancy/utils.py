@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import json
@@ -9,7 +10,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -313,3 +314,61 @@ def safe_text(value: str) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+# -- building frozen, slotted dataclasses on hot paths ----------------------------------------
+
+_MISSING = object()
+
+
+def _slot(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    raise AttributeError(f"{cls.__name__} has no slot {name!r}")
+
+
+def slot_builder(cls: type[T]) -> Callable[..., T]:
+    """A keyword-only constructor for the frozen, slotted dataclass ``cls`` that stores each
+    field through its slot descriptor.
+
+    The dataclass's ``__init__`` stores each field with ``object.__setattr__(self, name, v)``
+    (frozen) and calls ``__post_init__``; this skips both, so it is only for classes whose
+    ``__post_init__`` checks nothing (a stored job is not re-validated). Defaults and default
+    factories are honoured. Generated once per class: straight-line stores, no loop.
+    """
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_MISSING": _MISSING}
+    params: list[str] = []
+    body = ["    new = _new(_cls)"]
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = field.name
+        namespace[f"_s_{name}"] = _slot(cls, name).__set__
+        if field.default is not dataclasses.MISSING:
+            namespace[f"_d_{name}"] = field.default
+            params.append(f"{name}=_d_{name}")
+        elif field.default_factory is not dataclasses.MISSING:
+            namespace[f"_f_{name}"] = field.default_factory
+            params.append(f"{name}=_MISSING")
+            body.append(f"    if {name} is _MISSING: {name} = _f_{name}()")
+        else:
+            params.append(name)
+        body.append(f"    _s_{name}(new, {name})")
+    source = f"def build(*, {', '.join(params)}):\n" + "\n".join(body) + "\n    return new\n"
+    exec(source, namespace)
+    built: Callable[..., T] = namespace["build"]
+    return built
+
+
+def slot_copier(cls: type[T]) -> Callable[[T, dict[str, Any]], T]:
+    """``copy(obj, changes)``: a new ``cls`` with every field of ``obj``, then ``changes``
+    applied, stored through the slot descriptors (see ``slot_builder``)."""
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
+    body = ["def copy(obj, changes):", "    new = _new(_cls)"]
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        namespace[f"_s_{field.name}"] = _slot(cls, field.name).__set__
+        body.append(f"    _s_{field.name}(new, obj.{field.name})")
+    body += ["    for name, value in changes.items():", "        _set(new, name, value)"]
+    body.append("    return new")
+    exec("\n".join(body) + "\n", namespace)
+    copier: Callable[[T, dict[str, Any]], T] = namespace["copy"]
+    return copier
