@@ -1,9 +1,11 @@
 """Batched, fenced writes of job outcomes.
 
 Outcomes are buffered and written in one statement per flush, each row fenced by the claim
-that produced it. A flush starts when the buffer reaches ``batch_size`` or ``interval``
-seconds after its first outcome; only one flush runs at a time, so under load batches grow
-by themselves. Stopping always flushes what is left.
+that produced it. A write starts when the buffer reaches ``batch_size`` or ``interval``
+seconds after its first outcome; only one runs at a time, and what arrives during a write
+waits for the next (at once if it is a whole batch, else up to ``interval`` for more to
+join it), so a steady trickle is written in batches too. Stopping always flushes what is
+left.
 """
 
 from __future__ import annotations
