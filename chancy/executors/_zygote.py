@@ -18,9 +18,9 @@ message::
 
 The zygote is single-threaded (forking is then safe), relays every child's exit status as
 multiprocessing reports it (negative: killed by that signal), and exits when the worker
-closes its end or goes away; its children notice that their parent changed and exit too
-(``_child._watch_parent``). The worker kills a child through its pidfd, so a pid the
-kernel reused after the zygote reaped it is never signalled.
+closes its end or goes away; its children die with it (their parent-death signal, or
+``_child._watch_parent`` where the kernel has none). The worker kills a child through its
+pidfd, so a pid the kernel reused after the zygote reaped it is never signalled.
 """
 
 from __future__ import annotations
@@ -227,9 +227,9 @@ class ZygoteChild:
 
     __slots__ = ("exitcode", "kill_on_start", "pid", "pidfd")
 
-    def __init__(self, pid: int | None = None, pidfd: int | None = None) -> None:
-        self.pid = pid
-        self.pidfd = pidfd
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.pidfd: int | None = None
         #: None while it runs; its exit code (negative: the signal) once the zygote reaped it.
         self.exitcode: int | None = None
         self.kill_on_start = False
@@ -342,8 +342,6 @@ class Zygote:
         will never come) and stop it."""
         if not self.alive:
             return
-        self.alive = False
-        self._on_gone(self)
         for child in self._children.values():
             child.kill_unless_reaped()
             child.exitcode = -signal.SIGKILL
@@ -353,7 +351,7 @@ class Zygote:
         self._children.clear()
         self._starting.clear()
         self.kill_now()
-        self._sock.close()
+        self.close()
 
     def close(self) -> None:
         """Let the zygote exit (it reads the end of its socket); children already killed."""
