@@ -156,7 +156,7 @@ def json_dumps(obj: Any, **kwargs: Any) -> str:
     """``json.dumps`` that also writes datetimes, UUIDs and sets, compactly."""
     if not kwargs:
         # One encoder for every call: json.dumps builds a new one whenever it gets options.
-        return str(_encode(obj))
+        return _encode(obj)
     kwargs.setdefault("separators", (",", ":"))
     kwargs.setdefault("default", _default)
     return json.dumps(obj, **kwargs)
@@ -223,7 +223,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default)
 _JSONB_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False)
 
 
-def _one_shot(encoder: json.JSONEncoder) -> Any:
+def _one_shot(encoder: json.JSONEncoder) -> Callable[[Any], str]:
     """``encoder.encode`` without its per-call set-up, where CPython's C encoder exists.
 
     ``JSONEncoder.encode`` builds a new C encoder (and a dict of markers for circular
@@ -251,7 +251,7 @@ def _one_shot(encoder: json.JSONEncoder) -> Any:
 
     def encode(obj: Any) -> str:
         if isinstance(obj, str):
-            return str(ascii_string(obj))
+            return ascii_string(obj)
         try:
             return join(c_encode(obj, 0))
         except RecursionError:
@@ -271,7 +271,7 @@ def jsonb_dumps(obj: Any) -> str:
     are strings holding the NUL character or a lone surrogate, which ``jsonb`` cannot store.
     The strings are only walked when the text shows an escape that may be one of those.
     """
-    text: str = _jsonb_encode(obj)
+    text = _jsonb_encode(obj)
     if "\\u0000" in text or "\\ud" in text:
         _check_strings(obj)
     return text
