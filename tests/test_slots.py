@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from chancy.job import QueuedJob, _build_queued_job, unpack_claimed
+from chancy.job import QueuedJob, build_queued_job, unpack_claimed
 from chancy.outcome import evolve
+from chancy.store.claims import claimed_row_maker
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -55,8 +56,8 @@ def test_a_built_job_is_the_one_init_makes() -> None:
     assert fields(job) == fields(made) and job == made and repr(job) == repr(made)
     assert job.state is QueuedJob.State.RUNNING
     # Defaults and default factories: a fresh object each time, never shared.
-    minimal = _build_queued_job(id=uuid.uuid4(), func="tests.jobs.noop")
-    other = _build_queued_job(id=uuid.uuid4(), func="tests.jobs.noop")
+    minimal = build_queued_job(id=uuid.uuid4(), func="tests.jobs.noop")
+    other = build_queued_job(id=uuid.uuid4(), func="tests.jobs.noop")
     made = fields(QueuedJob(id=minimal.id, func="tests.jobs.noop"))
     # scheduled_at's factory is "now": the same kind of value, a few microseconds apart.
     assert type(minimal.scheduled_at) is type(made.pop("scheduled_at"))
@@ -66,7 +67,7 @@ def test_a_built_job_is_the_one_init_makes() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         minimal.state = QueuedJob.State.FAILED  # type: ignore[misc]
     with pytest.raises(TypeError):
-        _build_queued_job(func="tests.jobs.noop")  # id is required, as in __init__
+        build_queued_job(func="tests.jobs.noop")  # id is required, as in __init__
 
 
 def test_a_subclass_still_goes_through_its_init() -> None:
@@ -88,3 +89,48 @@ def test_evolve_is_dataclasses_replace() -> None:
     assert fields(job)["state"] is QueuedJob.State.RUNNING  # the original is unchanged
     with pytest.raises(AttributeError):
         evolve(job, no_such_field=1)
+
+
+COLUMNS = tuple(row())  # a claimed row's columns, as job_fetch returns them
+
+
+def test_a_claimed_row_becomes_the_job_unpack_makes() -> None:
+    """``claimed_row_maker`` builds a running row's job from its values as ``QueuedJob.unpack``
+    builds it from the row's dict, for every kind of stored value."""
+    make = claimed_row_maker(COLUMNS)
+    rows = [
+        row(),
+        # job_fetch sends empty JSON values as NULL, and '' is a keyless job on a keyed queue.
+        row(kwargs=None, limits=None, meta=None, errors=None, partition_key="", recoveries=None),
+        row(
+            limits=[{"t": "time", "v": 5}, {"t": "memory", "v": 100}],
+            errors=[{"attempt": 0, "traceback": "boom"}],
+            progress={"fraction": 0.5, "message": "half", "data": {"i": 3}, "at": NOW.isoformat()},
+            recoveries=2,
+            deadline=NOW,
+        ),
+    ]
+    for stored in rows:
+        job = make(tuple(stored.values()))
+        assert type(job) is QueuedJob
+        assert fields(job) == fields(QueuedJob.unpack(stored))
+    made = make(tuple(rows[1].values()))
+    assert made.kwargs == {} and made.meta == {} and made.errors == [] and made.limits == []
+    assert made.partition_key is None and made.recoveries == 0
+    other = make(tuple(rows[1].values()))
+    assert other.kwargs is not made.kwargs and other.errors is not made.errors
+
+
+def test_other_claimed_rows_stay_dicts_for_unpack_claimed() -> None:
+    """A row the claim failed as expired, or one ``unpack`` refuses, comes back as its dict
+    (``unpack_claimed`` then makes the failed outcome, as for a dict row)."""
+    make = claimed_row_maker(COLUMNS)
+    expired = row(state="failed")
+    assert make(tuple(expired.values())) == expired
+    broken = row(limits=[{"no": "type"}])
+    assert make(tuple(broken.values())) == broken
+    assert unpack_claimed(broken).state is QueuedJob.State.FAILED
+    # Columns that do not make a job (a query without state, or without a required column).
+    assert claimed_row_maker(("id", "func"))((1, "f")) == {"id": 1, "func": "f"}
+    short = {k: v for k, v in row().items() if k != "kwargs"}
+    assert claimed_row_maker(tuple(short))(tuple(short.values())) == short

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from chancy.job import QueuedJob, unpack_claimed
+from chancy.job import Limit, QueuedJob, build_queued_job, unpack_claimed
+from chancy.progress import Progress
 from chancy.queue import Queue
 from chancy.store.loader import Queries
 from chancy.store.runner import Plan, Spec
@@ -44,12 +46,90 @@ class Claim:
     expired: tuple[tuple[uuid.UUID, str], ...] = ()
 
 
-def _split(rows: list[dict[str, Any]]) -> tuple[list[QueuedJob], tuple[Any, ...]]:
-    """The claimed jobs to run, highest priority first, and the expired ones (id, func)."""
-    jobs = [unpack_claimed(row) for row in rows if row["state"] == "running"]
+#: How each stored column becomes a QueuedJob field in ``QueuedJob.unpack``, as an
+#: expression of the column's value ``{x}`` (columns not listed are taken as they are).
+_COLUMN_FIELDS = {
+    "kwargs": "{{}} if {x} is None else {x}",
+    "limits": "[_limit(i) for i in {x}] if {x} else []",
+    "meta": "{{}} if {x} is None else {x}",
+    "recoveries": "{x} or 0",
+    "errors": "{x} or []",
+    "progress": "_progress({x}) if {x} else None",
+    "partition_key": "{x} or None",
+}
+_OPTIONAL_COLUMNS = frozenset(
+    {"claim_id", "recoveries", "result", "taken_by", "progress", "partition_key", "deadline"}
+)
+
+
+@functools.cache
+def claimed_row_maker(names: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A psycopg row maker for claimed rows whose columns are ``names``: a row in state
+    'running' becomes its ``QueuedJob`` as ``QueuedJob.unpack`` would make it, straight from
+    the row's values (no dict per row); any other row, or one ``unpack`` would refuse, a dict
+    of column name to value (``unpack_claimed`` then makes its failed outcome).
+
+    Generated once per column list: a claim builds thousands of jobs.
+    """
+    fields = {f.name for f in dataclasses.fields(QueuedJob) if f.init}
+    required = (fields - _OPTIONAL_COLUMNS) - {"dependencies", "_time_limit_deadline"}
+    namespace: dict[str, Any] = {
+        "_names": names,
+        "_dict": dict,
+        "_zip": zip,
+        "_build": build_queued_job,
+        "_running": QueuedJob.State.RUNNING,
+        "_limit": Limit.deserialize,
+        "_progress": Progress.from_stored,
+    }
+    if "state" not in names or not required <= set(names):
+        exec("def make(v):\n    return _dict(_zip(_names, v))\n", namespace)
+        maker: Callable[[Any], Any] = namespace["make"]
+        return maker
+    args = []
+    for i, name in enumerate(names):
+        if name == "state":
+            args.append("state=_running")
+        elif name in fields:
+            expr = _COLUMN_FIELDS.get(name, "{x}").format(x=f"v[{i}]")
+            args.append(f"{name}={expr}")
+    source = (
+        "def make(v):\n"
+        f"    if v[{names.index('state')}] == 'running':\n"
+        "        try:\n"
+        f"            return _build({', '.join(args)})\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "    return _dict(_zip(_names, v))\n"
+    )
+    exec(source, namespace)
+    maker = namespace["make"]
+    return maker
+
+
+def claim_rows(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+    """psycopg row factory of a plain claim: a row claimed to run becomes its ``QueuedJob``
+    straight from the row's values (``claimed_row_maker``), any other row a dict."""
+    names = tuple(column.name for column in cursor.description or ())
+    return claimed_row_maker(names)
+
+
+def _split(rows: list[Any]) -> tuple[list[QueuedJob], tuple[Any, ...]]:
+    """The claimed jobs to run, highest priority first, and the expired ones (id, func).
+
+    ``rows`` are dicts, or (``claim_rows``) already the jobs of the rows claimed to run."""
+    jobs = [
+        row if type(row) is QueuedJob else unpack_claimed(row)
+        for row in rows
+        if type(row) is QueuedJob or row["state"] == "running"
+    ]
     # By the id's integer: UUID's own comparison is a Python method, 4x the cost per claim.
     jobs.sort(key=lambda j: (-j.priority, j.id.int))
-    expired = tuple((row["id"], row["func"]) for row in rows if row["state"] == "failed")
+    expired = tuple(
+        (row["id"], row["func"])
+        for row in rows
+        if type(row) is not QueuedJob and row["state"] == "failed"
+    )
     return jobs, expired
 
 
@@ -93,6 +173,8 @@ class ClaimSpecs:
             {"queue": queue, "limit": limit, "worker_id": worker_id},
             "all",
             lambda rows: _split(rows)[0],
+            row_factory=claim_rows,
+            binary=True,
         )
 
     def job_claim(self, queue: str, limit: int, worker_id: str) -> Spec[Claim]:
@@ -102,6 +184,8 @@ class ClaimSpecs:
             {"queue": queue, "limit": limit, "worker_id": worker_id},
             "all",
             _decode_claim,
+            row_factory=claim_rows,
+            binary=True,
         )
 
     def claim_warmup(self) -> Spec[None]:
@@ -170,7 +254,7 @@ class ClaimSpecs:
         }
         if queue.is_keyed:
             params["front"] = LIMIT_FRONT
-        return Spec(self.q[name], params, "all", _decode_limited_claim)
+        return Spec(self.q[name], params, "all", _decode_limited_claim, binary=True)
 
     def limit_usage(self, queue: str) -> Spec[dict[str, Any] | None]:
         """Running jobs and starts in the current window, for the queue and each key."""

@@ -41,6 +41,10 @@ class Spec(Generic[T]):
     #: For ``fetch="copy"``, instead of ``rows``: the data already in COPY's text format, in
     #: chunks of many rows (one write per chunk instead of one adaptation per value).
     data: Iterable[str] | None = None
+    #: psycopg row factory for this statement's rows, instead of the cursor's (dicts).
+    row_factory: Any = None
+    #: Ask for the rows in PostgreSQL's binary format (None: psycopg's default, text).
+    binary: bool | None = None
 
 
 Plan = Generator[Spec[Any], Any, T]
@@ -57,7 +61,18 @@ def _finish(spec: Spec[Any], value: Any) -> Any:
 
 
 async def run_spec(cur: psycopg.AsyncCursor[Any], spec: Spec[T]) -> T:
-    """Execute ``spec`` on an async cursor whose rows are dicts."""
+    """Execute ``spec`` on an async cursor whose rows are dicts (or ``spec.row_factory``'s)."""
+    if spec.row_factory is None:
+        return await _run_spec(cur, spec)
+    saved = cur.row_factory
+    cur.row_factory = spec.row_factory
+    try:
+        return await _run_spec(cur, spec)
+    finally:
+        cur.row_factory = saved
+
+
+async def _run_spec(cur: psycopg.AsyncCursor[Any], spec: Spec[T]) -> T:
     if spec.fetch == "copy":
         async with cur.copy(spec.query) as copy:
             if spec.data is not None:
@@ -66,7 +81,7 @@ async def run_spec(cur: psycopg.AsyncCursor[Any], spec: Spec[T]) -> T:
             for row in spec.rows or ():
                 await copy.write_row(row)
         return _finish(spec, cur.rowcount)
-    await cur.execute(spec.query, spec.params, prepare=_prepare(spec.query))
+    await cur.execute(spec.query, spec.params, prepare=_prepare(spec.query), binary=spec.binary)
     if spec.fetch == "one":
         value: Any = await cur.fetchone()
     elif spec.fetch == "all":
@@ -79,7 +94,18 @@ async def run_spec(cur: psycopg.AsyncCursor[Any], spec: Spec[T]) -> T:
 
 
 def run_spec_sync(cur: psycopg.Cursor[Any], spec: Spec[T]) -> T:
-    """Execute ``spec`` on a sync cursor whose rows are dicts."""
+    """Execute ``spec`` on a sync cursor whose rows are dicts (or ``spec.row_factory``'s)."""
+    if spec.row_factory is None:
+        return _run_spec_sync(cur, spec)
+    saved = cur.row_factory
+    cur.row_factory = spec.row_factory
+    try:
+        return _run_spec_sync(cur, spec)
+    finally:
+        cur.row_factory = saved
+
+
+def _run_spec_sync(cur: psycopg.Cursor[Any], spec: Spec[T]) -> T:
     if spec.fetch == "copy":
         with cur.copy(spec.query) as copy:
             if spec.data is not None:
@@ -88,7 +114,7 @@ def run_spec_sync(cur: psycopg.Cursor[Any], spec: Spec[T]) -> T:
             for row in spec.rows or ():
                 copy.write_row(row)
         return _finish(spec, cur.rowcount)
-    cur.execute(spec.query, spec.params, prepare=_prepare(spec.query))
+    cur.execute(spec.query, spec.params, prepare=_prepare(spec.query), binary=spec.binary)
     if spec.fetch == "one":
         value: Any = cur.fetchone()
     elif spec.fetch == "all":
@@ -133,12 +159,16 @@ async def run_pipelined_transaction(
         async with (
             conn.pipeline() as pipeline,
             conn.cursor(row_factory=dict_row) as cur,
-            conn.cursor(row_factory=dict_row) as out,
+            conn.cursor(row_factory=last.row_factory or dict_row) as out,
         ):
             await cur.execute(begin.query, begin.params)
             for spec in before:
-                await cur.execute(spec.query, spec.params, prepare=_prepare(spec.query))
-            await out.execute(last.query, last.params, prepare=_prepare(last.query))
+                await cur.execute(
+                    spec.query, spec.params, prepare=_prepare(spec.query), binary=spec.binary
+                )
+            await out.execute(
+                last.query, last.params, prepare=_prepare(last.query), binary=last.binary
+            )
             await pipeline.sync()
             if last.fetch == "one":
                 value: Any = await out.fetchone()

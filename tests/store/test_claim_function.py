@@ -3,9 +3,12 @@ the claim_or_expire fragment the limited claims use, and must stay the same."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 
+from chancy import Chancy, Job, Limit, QueuedJob, Reference
 from chancy.store.loader import _fragments
 
 
@@ -23,3 +26,29 @@ def test_claim_function_sets_what_the_limited_claims_set() -> None:
         "claim_jobs (migration v0017) and the claim_or_expire fragment differ: a change to one"
         " needs a new migration that replaces the function with the same SET list"
     )
+
+
+async def test_a_claim_reads_each_job_as_stored(chancy: Chancy) -> None:
+    """The claim's rows (binary, empty JSON values sent as NULL, built straight from the
+    values) are the jobs ``get_job`` reads back: every field, for a job that uses them all
+    and for one that uses none."""
+    full = Job(
+        func="tests.jobs.noop",
+        queue="c",
+        kwargs={"nested": {"list": [1, 2.5, "three", None]}, "text": "é\\n\"'"},
+        priority=7,
+        max_attempts=4,
+        limits=[Limit(Limit.Type.TIME, 30), Limit(Limit.Type.MEMORY, 1 << 20)],
+        meta={"tag": "x", "n": 1},
+        unique_key="u1",
+        deadline=datetime.now(UTC) + timedelta(hours=1),
+    )
+    refs = [await chancy.push(full), await chancy.push(Job(func="tests.jobs.noop", queue="c"))]
+    claimed = await chancy.db.run(chancy.store.job_fetch("c", 10, "w1"))
+    assert [job.id for job in claimed] == [ref.identifier for ref in refs]  # priority first
+    for job in claimed:
+        stored = await chancy.get_job(Reference(job.id))
+        assert stored is not None and stored.state is QueuedJob.State.RUNNING
+        assert dataclasses.asdict(job) == dataclasses.asdict(stored)
+    assert claimed[0].kwargs == full.kwargs and claimed[0].limits == full.limits
+    assert claimed[1].kwargs == {} and claimed[1].meta == {} and claimed[1].errors == []

@@ -142,8 +142,15 @@ COMMIT;
 -- autocommit. The claim itself is the function {prefix}claim_jobs (migrations v0017 and
 -- v0018), which runs under its planner settings (SET enable_bitmapscan = off, enable_seqscan
 -- = off) and says why; a picked job whose deadline has passed comes back failed
--- (meta.expired), to be told apart.
-SELECT * FROM {prefix}claim_jobs(%(queue)s, %(limit)s, %(worker_id)s);
+-- (meta.expired), to be told apart. An empty JSON object or list comes back as NULL, which
+-- the worker reads as that empty value (chancy.store.claims.claimed_row_maker): most jobs
+-- have no kwargs, limits, meta or errors, and each value spared is a JSON parse per job.
+SELECT id, queue, func, nullif(kwargs, '{}') AS kwargs, nullif(limits, '[]') AS limits,
+       nullif(meta, '{}') AS meta, state, priority, attempts, max_attempts, taken_by,
+       created_at, started_at, completed_at, scheduled_at, unique_key,
+       nullif(errors, '[]') AS errors, claim_id, result, recoveries, partition_key, progress,
+       deadline
+FROM {prefix}claim_jobs(%(queue)s, %(limit)s, %(worker_id)s);
 
 -- name: claim_warmup
 -- Run once on each new connection of a worker's pool (Db.warmups), before it serves a claim:
