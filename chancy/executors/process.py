@@ -47,7 +47,7 @@ _MAX_REMEMBERED_FUNCS = 2048
 #: through the worker's loop) only while they cover at most this much run time, and at
 #: most _MAX_AHEAD of them: a child that dies or times out hands them back to be rerun.
 _AHEAD_WINDOW = 0.005
-_MAX_AHEAD = 8
+_MAX_AHEAD = 32
 #: A job cancelled while waiting in a child is asked to be skipped; if it reaches the head
 #: without the child confirming, it is running, and the child is killed after this long.
 _SKIP_GRACE = 0.5
@@ -144,6 +144,8 @@ class ProcessExecutor(PrefetchingExecutor):
         # func path -> whether its children need the whole QueuedJob (see _child).
         self._needs_job: dict[str, bool] = {}
         self._reporter = Reporter(self.on_job_completed)
+        #: A feed asked for at the loop's next turn (see _feed_soon).
+        self._feed_handle: asyncio.Handle | None = None
         self._pool = ChildPool(
             self._context,
             queue.name,
@@ -201,7 +203,7 @@ class ProcessExecutor(PrefetchingExecutor):
             raise RuntimeError("this ProcessExecutor was stopped; it cannot run more jobs")
         self.jobs[job.id] = job
         self._waiting.append(job)
-        self._feed()
+        self._feed_soon()
 
     def _ahead(self) -> int:
         """How many jobs a child may hold: 1, plus some sent ahead while jobs are short."""
@@ -209,6 +211,16 @@ class ProcessExecutor(PrefetchingExecutor):
         if not self.prefetch or runtime is None or runtime >= _AHEAD_WINDOW:
             return 1
         return 1 + min(self.prefetch, _MAX_AHEAD, int(_AHEAD_WINDOW / max(runtime, 1e-6)))
+
+    def _feed_soon(self) -> None:
+        """``_feed`` at the loop's next turn: the jobs of one claim, or the outcomes of one
+        read from a child, then cost one write per child rather than one per job."""
+        if self._feed_handle is None:
+            self._feed_handle = asyncio.get_running_loop().call_soon(self._fed_soon)
+
+    def _fed_soon(self) -> None:
+        self._feed_handle = None
+        self._feed()
 
     def _feed(self) -> None:
         """Send waiting jobs to children with room, one write per child."""
@@ -450,7 +462,7 @@ class ProcessExecutor(PrefetchingExecutor):
             self._discard(child, kill=False)  # its successor, started earlier, takes its slot
         elif child.ready:
             self._arm_head(child)
-        self._feed()
+        self._feed_soon()
         if meta is not None:
             job = dataclasses.replace(job, meta=meta)
         self._reporter.report(job, exc, result)

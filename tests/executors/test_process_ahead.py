@@ -43,17 +43,38 @@ def only_child(harness: Harness) -> Child:
     return child
 
 
+async def sent_ahead(harness: Harness, count: int) -> Child:
+    """The only child, once ``count`` jobs were sent to it (pushed jobs are sent together at
+    the loop's next turn)."""
+
+    def sent() -> Child | None:
+        child = only_child(harness)
+        return child if len(child.pipeline) == count else None
+
+    return await eventually(sent, message=f"{count} jobs were not sent to the child")
+
+
 async def test_jobs_sent_ahead_wait_in_the_child_and_run_in_order(
-    make_harness: Any, tmp_path: Path
+    make_harness: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness = make_harness("process", concurrency=1)
     first, release = await held(harness, tmp_path)
     short_jobs(harness)
+    writes: list[int] = []
+    write = Child._write
+
+    def counted(child: Child, data: bytes) -> None:
+        writes.append(len(data))
+        write(child, data)
+
+    monkeypatch.setattr(Child, "_write", counted)
     behind = [make_job("add", a=i, b=100) for i in range(3)]
     for job in behind:
         await harness.push(job)
     # Sent to the busy child rather than kept in the worker: one write for the three.
-    assert [sent.job.id for sent in only_child(harness).pipeline] == [
+    child = await sent_ahead(harness, 4)
+    assert len(writes) == 1, writes
+    assert [sent.job.id for sent in child.pipeline] == [
         first.id,
         *(job.id for job in behind),
     ]
@@ -76,7 +97,7 @@ async def test_a_cancelled_job_waiting_in_a_child_is_skipped(
     after = make_job("add", a=2, b=3)
     await harness.push(cancelled)
     await harness.push(after)
-    assert len(only_child(harness).pipeline) == 3
+    await sent_ahead(harness, 3)
     await harness.executor.cancel(Reference(cancelled.id))
     release.touch()
     await assert_cancelled_unrun(harness, cancelled)
@@ -94,7 +115,7 @@ async def test_a_child_that_dies_hands_back_the_jobs_waiting_in_it(
     behind = [make_job("pid") for _ in range(3)]
     for job in behind:
         await harness.push(job)
-    assert len(only_child(harness).pipeline) == 4
+    await sent_ahead(harness, 4)
     pid = only_child(harness).process.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -116,7 +137,7 @@ async def test_a_time_limit_kills_only_the_running_job(make_harness: Any, tmp_pa
     behind = [make_job("add", a=i, b=1) for i in range(2)]
     for job in behind:
         await harness.push(job)
-    assert len(only_child(harness).pipeline) == 3
+    await sent_ahead(harness, 3)
     outcome = await harness.worker.outcome(stuck)
     assert "exceeded its time limit of 0.5s" in outcome.job.errors[0]["traceback"]
     assert [(await harness.worker.outcome(job)).result_json for job in behind] == ["1", "2"]
