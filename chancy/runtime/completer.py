@@ -11,6 +11,7 @@ left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -58,10 +59,11 @@ class Completer:
             await self._wake.wait()
             if len(self._buffer) < self.batch_size and self.interval > 0:
                 # Let a few more outcomes join this batch.
-                try:
-                    await asyncio.wait_for(self._full(), self.interval)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout rather than wait_for (a task of its own): a full batch is
+                # written at the loop's next turn, not three turns later (see producer.py).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await self._full()
             self._wake.clear()
             await self.flush(whole_batches=True)
             if self._buffer:

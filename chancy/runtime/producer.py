@@ -214,8 +214,13 @@ class Producer:
                         continue  # room again already (fast jobs): claim at once
             if self._draining:
                 break
+            # asyncio.timeout, not wait_for: wait_for runs the wait as a task of its own, so
+            # a wake-up took three turns of the loop to reach this task, and with short jobs
+            # each turn ran every job task then ready (hundreds): the claim started only
+            # once the executor had run dry, instead of while its jobs still ran.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _claim(self, free: int) -> Claim:
         """Claim up to ``free`` jobs; remember what held the rest back, if the limits did."""

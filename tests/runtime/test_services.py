@@ -153,6 +153,55 @@ async def test_producer_fills_free_slots_and_stops_at_none(chancy: Chancy, worke
     assert {str(j.id) for j in executor.pushed} <= set(found)
 
 
+async def test_a_woken_producer_claims_at_the_loops_next_turn(
+    chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With short jobs each turn of the loop runs every job task then ready (hundreds): a
+    producer woken by a freed slot must claim at the next turn, while the jobs it holds still
+    run. Waiting through ``asyncio.wait_for`` (a task of its own) took three turns, and a
+    drain of no-op jobs claimed only once its executor had run dry."""
+    queue = await chancy.declare(Queue("a", executor=ASYNC, concurrency=4, polling_interval=60))
+    executor = Recording(worker, queue)
+    producer = Producer(worker.runtime, queue, executor)
+    worker.runtime.queues.producers["a"] = producer
+    worker.runtime.queues.executors["a"] = executor
+    await push(chancy, [job() for _ in range(10)])
+    task = asyncio.create_task(producer.run())
+    loop = asyncio.get_running_loop()
+    turns = 0
+    ticking = True
+
+    def tick() -> None:  # runs once per turn of the loop
+        nonlocal turns
+        turns += 1
+        if ticking:
+            loop.call_soon(tick)
+
+    claims_at: list[int] = []
+    fetch = producer._fetch
+
+    async def fetch_counted(up_to: int) -> Any:
+        claims_at.append(turns)
+        return await fetch(up_to)
+
+    try:
+        await eventually(lambda: len(executor.pushed) == 4, message="the producer fills 4 slots")
+        monkeypatch.setattr(producer, "_fetch", fetch_counted)
+        loop.call_soon(tick)
+        await eventually(lambda: turns > 2)
+        for done in executor.pushed[:2]:
+            executor.running.pop(done.id)
+        woken_at = turns
+        producer.slot_freed()
+        await eventually(lambda: claims_at, message="the producer claims")
+        assert claims_at[0] - woken_at <= 1, (woken_at, claims_at)
+        await eventually(lambda: len(executor.pushed) == 6, message="two more claimed")
+    finally:
+        ticking = False
+        producer.drain()
+        await asyncio.wait_for(task, 5)
+
+
 async def test_producer_claims_nothing_while_the_heartbeat_is_not_trusted(
     chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
