@@ -328,6 +328,13 @@ def _slot(cls: type, name: str) -> Any:
     raise AttributeError(f"{cls.__name__} has no slot {name!r}")
 
 
+def slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The store of field ``name`` of the slotted class ``cls`` (its slot's ``__set__``),
+    which bypasses a frozen dataclass's ``__setattr__``: only for objects being built."""
+    setter: Callable[[Any, Any], None] = _slot(cls, name).__set__
+    return setter
+
+
 def slot_builder(cls: type[T]) -> Callable[..., T]:
     """A keyword-only constructor for the frozen, slotted dataclass ``cls`` that stores each
     field through its slot descriptor.
@@ -342,7 +349,7 @@ def slot_builder(cls: type[T]) -> Callable[..., T]:
     body = ["    new = _new(_cls)"]
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         name = field.name
-        namespace[f"_s_{name}"] = _slot(cls, name).__set__
+        namespace[f"_s_{name}"] = slot_setter(cls, name)
         if field.default is not dataclasses.MISSING:
             namespace[f"_d_{name}"] = field.default
             params.append(f"{name}=_d_{name}")
@@ -365,7 +372,7 @@ def slot_copier(cls: type[T]) -> Callable[[T, dict[str, Any]], T]:
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
     body = ["def copy(obj, changes):", "    new = _new(_cls)"]
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        namespace[f"_s_{field.name}"] = _slot(cls, field.name).__set__
+        namespace[f"_s_{field.name}"] = slot_setter(cls, field.name)
         body.append(f"    _s_{field.name}(new, obj.{field.name})")
     body += ["    for name, value in changes.items():", "        _set(new, name, value)"]
     body.append("    return new")

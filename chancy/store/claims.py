@@ -8,11 +8,12 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from chancy.job import Limit, QueuedJob, build_queued_job, unpack_claimed
+from chancy.job import Limit, QueuedJob, unpack_claimed
 from chancy.progress import Progress
 from chancy.queue import Queue
 from chancy.store.loader import Queries
 from chancy.store.runner import Plan, Spec
+from chancy.utils import slot_setter
 
 #: Seconds added to every rate-limit window at claim time: a job starts a few ms after its
 #: claim commits, and this keeps the starts themselves, not only the claims, within the limit.
@@ -69,15 +70,17 @@ def claimed_row_maker(names: tuple[str, ...]) -> Callable[[Any], Any]:
     the row's values (no dict per row); any other row, or one ``unpack`` would refuse, a dict
     of column name to value (``unpack_claimed`` then makes its failed outcome).
 
-    Generated once per column list: a claim builds thousands of jobs.
+    Generated once per column list, as straight-line stores into the new job's slots (see
+    ``chancy.utils.slot_builder``): a claim builds thousands of jobs.
     """
-    fields = {f.name for f in dataclasses.fields(QueuedJob) if f.init}
-    required = (fields - _OPTIONAL_COLUMNS) - {"dependencies", "_time_limit_deadline"}
+    fields = {f.name: f for f in dataclasses.fields(QueuedJob)}
+    required = (set(fields) - _OPTIONAL_COLUMNS) - {"dependencies", "_time_limit_deadline"}
     namespace: dict[str, Any] = {
         "_names": names,
         "_dict": dict,
         "_zip": zip,
-        "_build": build_queued_job,
+        "_new": object.__new__,
+        "_cls": QueuedJob,
         "_running": QueuedJob.State.RUNNING,
         "_limit": Limit.deserialize,
         "_progress": Progress.from_stored,
@@ -86,18 +89,28 @@ def claimed_row_maker(names: tuple[str, ...]) -> Callable[[Any], Any]:
         exec("def make(v):\n    return _dict(_zip(_names, v))\n", namespace)
         maker: Callable[[Any], Any] = namespace["make"]
         return maker
-    args = []
-    for i, name in enumerate(names):
+    column = {name: i for i, name in enumerate(names)}
+    stores = []
+    for name, field in fields.items():
+        namespace[f"_s_{name}"] = slot_setter(QueuedJob, name)
         if name == "state":
-            args.append("state=_running")
-        elif name in fields:
-            expr = _COLUMN_FIELDS.get(name, "{x}").format(x=f"v[{i}]")
-            args.append(f"{name}={expr}")
+            expr = "_running"
+        elif name in column:
+            expr = _COLUMN_FIELDS.get(name, "{x}").format(x=f"v[{column[name]}]")
+        elif field.default_factory is not dataclasses.MISSING:
+            namespace[f"_f_{name}"] = field.default_factory
+            expr = f"_f_{name}()"
+        else:
+            namespace[f"_d_{name}"] = field.default
+            expr = f"_d_{name}"
+        stores.append(f"            _s_{name}(new, {expr})\n")
     source = (
         "def make(v):\n"
-        f"    if v[{names.index('state')}] == 'running':\n"
+        f"    if v[{column['state']}] == 'running':\n"
         "        try:\n"
-        f"            return _build({', '.join(args)})\n"
+        "            new = _new(_cls)\n"
+        f"{''.join(stores)}"
+        "            return new\n"
         "        except Exception:\n"
         "            pass\n"
         "    return _dict(_zip(_names, v))\n"

@@ -113,6 +113,12 @@ def _array_literal(values: Sequence[Any]) -> str:
     return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
 
+def _uuid_array_literal(values: Sequence[Any]) -> str:
+    """A PostgreSQL uuid[] literal: each id as its 32 hex digits (uuid's input takes them
+    without hyphens), formatted from the integer rather than by ``UUID.__str__`` (Python)."""
+    return "{" + ",".join(["NULL" if v is None else f"{v.int:032x}" for v in values]) + "}"
+
+
 def _text_array_literal(values: Sequence[str | None]) -> str:
     """A PostgreSQL array literal of arbitrary strings (JSON texts), each quoted."""
     return (

@@ -22,6 +22,7 @@ from chancy.store.encode import (
     _copy_text,
     _outcome_json,
     _text_array_literal,
+    _uuid_array_literal,
     encode_job,
 )
 from chancy.store.loader import Queries
@@ -259,7 +260,8 @@ class JobSpecs:
         ``progress``: reports of these runs not written yet, written in the same row update
         (a report is kept only when it was made under the outcome's claim).
         """
-        ordered = sorted(outcomes, key=lambda o: o.job.id)
+        # By the integer: UUID comparison is a Python method, called n log n times.
+        ordered = sorted(outcomes, key=lambda o: o.job.id.int)
         ids: list[uuid.UUID] = []
         claims: list[uuid.UUID | None] = []
         states: list[str] = []
@@ -283,8 +285,8 @@ class JobSpecs:
         return Spec(
             self.q["job_complete_many"],
             {
-                "ids": _array_literal(ids),
-                "claim_ids": _array_literal(claims),
+                "ids": _uuid_array_literal(ids),
+                "claim_ids": _uuid_array_literal(claims),
                 "states": _array_literal(states),
                 "attempts": _array_literal(attempts),
                 "errors": _text_array_literal(errors),

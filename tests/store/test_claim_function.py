@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 
 from chancy import Chancy, Job, Limit, QueuedJob, Reference
+from chancy.outcome import Outcome, build_outcome, evolve
+from chancy.store.encode import _uuid_array_literal
 from chancy.store.loader import _fragments
 
 
@@ -52,3 +54,17 @@ async def test_a_claim_reads_each_job_as_stored(chancy: Chancy) -> None:
         assert dataclasses.asdict(job) == dataclasses.asdict(stored)
     assert claimed[0].kwargs == full.kwargs and claimed[0].limits == full.limits
     assert claimed[1].kwargs == {} and claimed[1].meta == {} and claimed[1].errors == []
+
+
+async def test_outcomes_are_written_by_ids_sent_as_hex_digits(chancy: Chancy) -> None:
+    """job_complete_many sends ids and claim ids as 32 hex digits (``_uuid_array_literal``):
+    the database reads them as the same uuids, and a missing claim id as NULL (fenced out)."""
+    refs = [await chancy.push(Job(func="tests.jobs.noop", queue="h")) for _ in range(3)]
+    claimed = await chancy.db.run(chancy.store.job_fetch("h", 10, "w1"))
+    outcomes = [build_outcome(job, None, i, max_result_size=1000) for i, job in enumerate(claimed)]
+    outcomes[2] = Outcome(evolve(outcomes[2].job, claim_id=None), result_json="2")
+    written = await chancy.db.run(chancy.store.job_complete_many(outcomes, notify=False))
+    assert sorted(written) == sorted(job.id for job in claimed[:2])
+    assert _uuid_array_literal([claimed[0].id, None]) == "{" + claimed[0].id.hex + ",NULL}"
+    stored = [await chancy.get_job(ref) for ref in refs]
+    assert [job.state if job else None for job in stored] == ["succeeded", "succeeded", "running"]
