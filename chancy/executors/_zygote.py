@@ -57,6 +57,9 @@ SPAWN_WAIT = 10.0
 
 def serve(control: socket.socket) -> None:
     """The zygote's main: fork a child per SPAWN request until the worker closes ``control``."""
+    # Every child looks its executor class up (_child._executor_class): ProcessExecutor's
+    # module and its three helpers are imported here once, not in each child (0.3 ms each).
+    import chancy.executors.process  # noqa: F401
     from chancy.executors import _child
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
