@@ -24,7 +24,6 @@ also offers chancy's job series under 0.26's keys (``queue:<name>:succeeded``,
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -174,17 +173,22 @@ class Metrics(Plugin):
         name = OUTCOME_METRIC.get(job.state)
         if name is None:
             return
-        key = (name, job.queue, job.func)
+        queue, func = job.queue, job.func
+        key = (name, queue, func)
         self._counters[key] = self._counters.get(key, 0) + 1
         started = self._started.pop(job.id, None)
         if runtime is None and started is not None:
             runtime = time.monotonic() - started
         if runtime is not None:
-            self.observe("jobs.runtime", job.queue, job.func, max(0.0, runtime))
-        if job.started_at is not None and job.scheduled_at is not None:
-            with contextlib.suppress(TypeError):
-                latency = (job.started_at - job.scheduled_at).total_seconds()
-                self.observe("jobs.claim_latency", job.queue, job.func, max(0.0, latency))
+            self.observe("jobs.runtime", queue, func, runtime if runtime > 0.0 else 0.0)
+        started_at, scheduled_at = job.started_at, job.scheduled_at
+        if started_at is not None and scheduled_at is not None:
+            # try, not contextlib.suppress: this runs for every job.
+            try:
+                latency = (started_at - scheduled_at).total_seconds()
+            except TypeError:
+                return  # one of them naive (a row edited by hand)
+            self.observe("jobs.claim_latency", queue, func, latency if latency > 0.0 else 0.0)
 
     def increment(self, name: str, queue: str = "", func: str = "", value: int | float = 1) -> None:
         """Add ``value`` to a counter (written at the next flush)."""
