@@ -263,9 +263,10 @@ class Chancy(JobActions, QueueOperations):
     ) -> AsyncIterator[list[Reference]]:
         """Push in batches, one transaction each; yield each batch's references in order.
 
-        While a batch is written, the next one is read from ``jobs`` and encoded in a thread,
-        so encoding overlaps the database's work (a batch is checked and encoded in full
-        before any of it is written, as always).
+        While a batch is written, the next one is read from ``jobs`` and encoded on the event
+        loop, a few hundred jobs at a time between the write's steps, so encoding overlaps the
+        database's work (a batch is checked and encoded in full before any of it is written,
+        as always).
         """
         if batch_size < 1:
             raise ConfigurationError("batch_size must be at least 1")
