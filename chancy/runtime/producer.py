@@ -130,7 +130,8 @@ class Producer:
     def slot_freed(self) -> None:
         if self._held is not None:
             return  # the limits, not this worker's slots, decide; see jobs_finished
-        if self._backlog and self.executor.free_slots >= self.threshold:
+        # Called for every job that ends: free_slots is computed only while not yet woken.
+        if self._backlog and not self._wake.is_set() and self.executor.free_slots >= self.threshold:
             self._wake.set()
 
     def jobs_finished(self, ids: Iterable[Any]) -> None:

@@ -173,21 +173,17 @@ class Metrics(Plugin):
         name = OUTCOME_METRIC.get(job.state)
         if name is None:
             return
-        queue, func = job.queue, job.func
-        key = (name, queue, func)
-        self._counters[key] = self._counters.get(key, 0) + 1
+        self.increment(name, queue := job.queue, func := job.func)
         started = self._started.pop(job.id, None)
         if runtime is None and started is not None:
             runtime = time.monotonic() - started
         if runtime is not None:
             self.observe("jobs.runtime", queue, func, runtime if runtime > 0.0 else 0.0)
-        started_at, scheduled_at = job.started_at, job.scheduled_at
-        if started_at is not None and scheduled_at is not None:
-            # try, not contextlib.suppress: this runs for every job.
-            try:
-                latency = (started_at - scheduled_at).total_seconds()
-            except TypeError:
-                return  # one of them naive (a row edited by hand)
+        if job.started_at is not None and job.scheduled_at is not None:
+            try:  # not contextlib.suppress, which costs more than the rest, for every job
+                latency = (job.started_at - job.scheduled_at).total_seconds()
+            except TypeError:  # one of them naive (a row edited by hand)
+                return
             self.observe("jobs.claim_latency", queue, func, latency if latency > 0.0 else 0.0)
 
     def increment(self, name: str, queue: str = "", func: str = "", value: int | float = 1) -> None:
