@@ -359,7 +359,7 @@ class QueuedJob(Job):
         state = _STATES.get(data["state"], data["state"])
         limits = data["limits"]
         # A subclass may check its fields in __post_init__: only QueuedJob skips __init__.
-        make = build_queued_job if cls is QueuedJob else cls
+        make = _build_queued_job if cls is QueuedJob else cls
         return make(
             id=data["id"],
             func=data["func"],
@@ -426,9 +426,8 @@ def unpack_claimed(data: Mapping[str, Any]) -> QueuedJob:
 
 _TERMINAL = frozenset({"succeeded", "failed"})
 _STATES: dict[Any, QueuedJob.State] = {s.value: s for s in QueuedJob.State}
-#: QueuedJob(...) without __init__'s per-field object.__setattr__ (a claim builds thousands;
-#: chancy.store.claims builds claimed jobs with it too).
-build_queued_job = slot_builder(QueuedJob)
+#: QueuedJob(...) without __init__'s per-field object.__setattr__ (a claim builds thousands).
+_build_queued_job = slot_builder(QueuedJob)
 COMPLETED_STATES = frozenset({QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED})
 
 

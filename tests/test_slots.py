@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chancy.job import QueuedJob, build_queued_job, unpack_claimed
+from chancy.job import QueuedJob, _build_queued_job, unpack_claimed
 from chancy.outcome import evolve
 from chancy.store.claims import claimed_row_maker
 
@@ -56,8 +56,8 @@ def test_a_built_job_is_the_one_init_makes() -> None:
     assert fields(job) == fields(made) and job == made and repr(job) == repr(made)
     assert job.state is QueuedJob.State.RUNNING
     # Defaults and default factories: a fresh object each time, never shared.
-    minimal = build_queued_job(id=uuid.uuid4(), func="tests.jobs.noop")
-    other = build_queued_job(id=uuid.uuid4(), func="tests.jobs.noop")
+    minimal = _build_queued_job(id=uuid.uuid4(), func="tests.jobs.noop")
+    other = _build_queued_job(id=uuid.uuid4(), func="tests.jobs.noop")
     made = fields(QueuedJob(id=minimal.id, func="tests.jobs.noop"))
     # scheduled_at's factory is "now": the same kind of value, a few microseconds apart.
     assert type(minimal.scheduled_at) is type(made.pop("scheduled_at"))
@@ -67,7 +67,7 @@ def test_a_built_job_is_the_one_init_makes() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         minimal.state = QueuedJob.State.FAILED  # type: ignore[misc]
     with pytest.raises(TypeError):
-        build_queued_job(func="tests.jobs.noop")  # id is required, as in __init__
+        _build_queued_job(func="tests.jobs.noop")  # id is required, as in __init__
 
 
 def test_a_subclass_still_goes_through_its_init() -> None:
