@@ -353,7 +353,11 @@ class QueuedJob(Job):
 
     @classmethod
     def unpack(cls, data: Mapping[str, Any]) -> QueuedJob:
-        """Build from a row of ``{prefix}jobs`` (a mapping of column name to value)."""
+        """Build from a row of ``{prefix}jobs`` (a mapping of column name to value).
+
+        A claim builds its jobs with ``chancy.store.claims.claimed_row_maker``, which must
+        read each column as this does (tests/test_slots.py holds them to it).
+        """
         # A dict look-up rather than the enum's constructor: this runs for every claimed job.
         # An unknown state edited in by hand stays a plain string.
         state = _STATES.get(data["state"], data["state"])

@@ -1,5 +1,6 @@
 """Building jobs on the hot path without the dataclass ``__init__`` (chancy.utils.slot_builder
-and slot_copier): the objects must be the ones ``__init__`` and ``dataclasses.replace`` make."""
+and slot_copier, and a claim's row maker): the objects must be the ones ``__init__``,
+``dataclasses.replace`` and ``QueuedJob.unpack`` make."""
 
 from __future__ import annotations
 

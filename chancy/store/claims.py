@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from chancy.job import Limit, QueuedJob, unpack_claimed
 from chancy.progress import Progress
@@ -14,6 +14,8 @@ from chancy.queue import Queue
 from chancy.store.loader import Queries
 from chancy.store.runner import Plan, Spec
 from chancy.utils import slot_setter
+
+T = TypeVar("T")
 
 #: Seconds added to every rate-limit window at claim time: a job starts a few ms after its
 #: claim commits, and this keeps the starts themselves, not only the claims, within the limit.
@@ -181,22 +183,21 @@ class ClaimSpecs:
 
     def job_fetch(self, queue: str, limit: int, worker_id: str) -> Spec[list[QueuedJob]]:
         """Claim up to ``limit`` jobs; return those to run (expired ones are failed)."""
-        return Spec(
-            self.q["job_fetch"],
-            {"queue": queue, "limit": limit, "worker_id": worker_id},
-            "all",
-            lambda rows: _split(rows)[0],
-            row_factory=claim_rows,
-            binary=True,
-        )
+        return self._plain_claim(queue, limit, worker_id, lambda rows: _split(rows)[0])
 
     def job_claim(self, queue: str, limit: int, worker_id: str) -> Spec[Claim]:
         """``job_fetch`` as a ``Claim``, which also lists the jobs it failed as expired."""
+        return self._plain_claim(queue, limit, worker_id, _decode_claim)
+
+    def _plain_claim(
+        self, queue: str, limit: int, worker_id: str, decode: Callable[[list[Any]], T]
+    ) -> Spec[T]:
+        # Rows in binary, the running ones built into jobs as they are read (claim_rows).
         return Spec(
             self.q["job_fetch"],
             {"queue": queue, "limit": limit, "worker_id": worker_id},
             "all",
-            _decode_claim,
+            decode,
             row_factory=claim_rows,
             binary=True,
         )
