@@ -8,8 +8,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
-from chancy import Chancy, Job, Limit, QueuedJob, Reference
+from psycopg.rows import dict_row
+
+from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference
 from chancy.outcome import Outcome, build_outcome, evolve
+from chancy.store import run
 from chancy.store.encode import _uuid_array_literal
 from chancy.store.loader import _fragments
 
@@ -68,3 +71,38 @@ async def test_outcomes_are_written_by_ids_sent_as_hex_digits(chancy: Chancy) ->
     assert _uuid_array_literal([claimed[0].id, None]) == "{" + claimed[0].id.hex + ",NULL}"
     stored = [await chancy.get_job(ref) for ref in refs]
     assert [job.state if job else None for job in stored] == ["succeeded", "succeeded", "running"]
+
+
+async def test_a_claim_commits_without_waiting_for_the_disk_and_a_push_still_waits(
+    chancy: Chancy,
+) -> None:
+    """The unlimited claim turns synchronous_commit off for its own transaction only (see
+    job_fetch in jobs.sql): a push on the same connection afterwards commits durably, and a
+    limited claim (rate windows must survive a crash) keeps the synchronous commit."""
+    await chancy.declare(Queue("r", rate_limit=1000, rate_limit_window=1), upsert=True)
+    for queue in ("c", "c", "r"):
+        await chancy.push(Job(func="tests.jobs.noop", queue=queue))
+    pool = await chancy.open()
+    async with pool.connection() as conn:
+
+        async def setting() -> str:
+            cur = await conn.execute("SHOW synchronous_commit")
+            row = await cur.fetchone()
+            assert row is not None
+            return str(row[0])
+
+        assert await setting() == "on"
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            assert len(await run(cur, chancy.store.job_fetch("c", 1, "w1"))) == 1
+            assert await setting() == "off"  # the claim's transaction
+        assert await setting() == "on"
+        async with conn.cursor(
+            row_factory=dict_row
+        ) as cur:  # autocommit: the statement is the transaction
+            assert len(await run(cur, chancy.store.job_fetch("c", 1, "w1"))) == 1
+        assert await setting() == "on"  # the session's setting, for the next push
+        queue = Queue("r", rate_limit=1000, rate_limit_window=1)
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            claim = await run(cur, chancy.store.job_fetch_limited(queue, 1, "w1"))
+            assert len(claim.jobs) == 1
+            assert await setting() == "on"
