@@ -205,6 +205,73 @@ async def test_copy_and_insert_paths_store_awkward_values_alike(chancy: Chancy) 
     assert stored["copy"] == stored["insert"]
 
 
+async def test_lean_copy_stores_what_the_full_copy_and_insert_store(chancy: Chancy) -> None:
+    """A COPY batch whose jobs leave scheduled_at, deadline, limits, meta and the partition
+    key at their defaults is written without those columns (job_copy_lean); one job that
+    sets any of them, or a queue that fills them in (per-key limits, a default deadline),
+    sends the batch through the full COPY. Every path stores the same rows."""
+    from chancy.store.encode import copy_is_lean, encode_job
+
+    await chancy.declare(Queue("copy.deadline", default_deadline=3600), upsert=True)
+    await chancy.declare(Queue("copy.keyed", partition_concurrency=5), upsert=True)
+
+    def jobs(queue: str, odd: Job | None = None) -> list[Job]:
+        batch = [
+            Job(
+                func="tests.jobs.noop",
+                queue=queue,
+                kwargs={"i": i, "s": "back\\slash\ttab"} if i % 2 else {},
+                priority=i % 3,
+                max_attempts=1 + i % 4,
+            )
+            for i in range(2500)
+        ]
+        return batch if odd is None else [*batch[:-1], odd]
+
+    later = datetime.now(UTC) + timedelta(days=1)
+    odd_ones = {
+        "meta": Job(func="tests.jobs.noop", meta={"m": 1}),
+        "limits": Job(func="tests.jobs.noop", limits=[Limit(Limit.Type.TIME, 5)]),
+        "scheduled": Job(func="tests.jobs.noop", scheduled_at=later),
+        "deadline": Job(func="tests.jobs.noop", deadline=later),
+        "key": Job(func="tests.jobs.noop", partition_key="k"),
+    }
+    for name, odd in odd_ones.items():
+        batch = [
+            encode_job(j) for j in jobs("copy.lean", dataclasses.replace(odd, queue="copy.lean"))
+        ]
+        assert not copy_is_lean(batch, set(), {}), name
+    plain = [encode_job(j) for j in jobs("copy.lean")]
+    assert copy_is_lean(plain, set(), {})
+    assert not copy_is_lean(plain, {"copy.lean"}, {})
+    assert not copy_is_lean(plain, set(), {"copy.lean": 60.0})
+
+    columns = (
+        "kwargs, limits, meta, priority, max_attempts, state, attempts, partition_key,"
+        " scheduled_at = created_at AS due_at_push, deadline - scheduled_at AS deadline_after"
+    )
+
+    async def stored(queue: str, batch_size: int) -> list[tuple[Any, ...]]:
+        refs = [r async for b in chancy.push_many(jobs(queue), batch_size=batch_size) for r in b]
+        async with chancy.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT id, {columns} FROM {chancy.prefix}jobs WHERE queue = %s", [queue]
+                )
+            ).fetchall()
+        by_id = {row[0]: row[1:] for row in rows}
+        return [by_id[r.identifier] for r in refs]
+
+    lean = await stored("copy.lean", 10_000)
+    assert lean == await stored("copy.insert", 100)
+    assert all(row[8] and row[9] is None for row in lean)  # due at push, no deadline
+    assert [row[0] for row in lean[:2]] == [{}, {"i": 1, "s": "back\\slash\ttab"}]
+    assert [row[3:5] for row in lean[:4]] == [(0, 1), (1, 2), (2, 3), (0, 4)]
+    # The queues that fill columns in get them through the full COPY.
+    assert {row[9] for row in await stored("copy.deadline", 10_000)} == {timedelta(hours=1)}
+    assert {row[7] for row in await stored("copy.keyed", 10_000)} == {""}
+
+
 async def test_push_many_unique_keys_in_caller_order(chancy: Chancy) -> None:
     existing = await chancy.push(J(unique_key="k5"))
     jobs_ = [Job(func="tests.jobs.noop", kwargs={"i": i}, unique_key=f"k{i}") for i in range(50)]

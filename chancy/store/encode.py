@@ -149,10 +149,34 @@ def _copy_escape(value: str) -> str:
     return value
 
 
+def copy_is_lean(rows: list[EncodedJob], keyed: set[str], defaults: dict[str, float]) -> bool:
+    """Whether every job of a COPY batch leaves the columns ``job_copy_lean`` omits at their
+    defaults: due now, no deadline (of its own or its queue's), no limits, meta or partition
+    key (nor a queue that stores keyless jobs with the key '')."""
+    for r in rows:
+        if (
+            r.scheduled_at is not None
+            or r.deadline is not None
+            or r.partition_key is not None
+            or r.limits != _EMPTY_LIST
+            or r.meta != _EMPTY_OBJ
+            or r.queue in keyed
+            or r.queue in defaults
+        ):
+            return False
+    return True
+
+
 def _copy_text(
-    rows: list[EncodedJob], now: datetime, keyed: set[str], defaults: dict[str, float]
+    rows: list[EncodedJob],
+    now: datetime,
+    keyed: set[str],
+    defaults: dict[str, float],
+    *,
+    lean: bool = False,
 ) -> Iterator[str]:
-    """The rows of job_copy in COPY's text format, in chunks of ``_COPY_CHUNK`` rows.
+    """The rows of job_copy in COPY's text format, in chunks of ``_COPY_CHUNK`` rows; with
+    ``lean`` (``copy_is_lean``), the rows of job_copy_lean.
 
     Built here rather than adapted value by value by ``write_row``: that costs several
     microseconds per row in Python, more than encoding the job. JSON texts from json_dumps
@@ -165,29 +189,36 @@ def _copy_text(
     escaped: dict[str, str] = {}
     lines: list[str] = []
     for r in rows:
-        due = now if r.scheduled_at is None else r.scheduled_at
-        deadline = r.deadline
-        if deadline is None and r.queue in defaults:
-            deadline = due + timedelta(seconds=defaults[r.queue])
-        if r.partition_key is not None:
-            pk = esc(r.partition_key)
-        elif r.queue in keyed:
-            pk = ""  # keyless jobs of queues with per-key limits (see job_insert_many)
-        else:
-            pk = _COPY_NULL
-        queue, func, limits, meta = r.queue, r.func, r.limits, r.meta
-        kwargs = r.kwargs
+        queue, func, kwargs = r.queue, r.func, r.kwargs
         if "\\" in kwargs:  # JSON text: only backslashes need escaping
             kwargs = kwargs.replace("\\", "\\\\")
-        lines.append(
-            f"{r.id.int:032x}\t{escaped.get(queue) or escaped.setdefault(queue, esc(queue))}"
-            f"\t{escaped.get(func) or escaped.setdefault(func, esc(func))}\t{kwargs}"
-            f"\t{escaped.get(limits) or escaped.setdefault(limits, esc(limits))}"
-            f"\t{escaped.get(meta) or escaped.setdefault(meta, esc(meta))}"
-            f"\t{r.priority}\t{r.max_attempts}"
-            f"\t{now_text if r.scheduled_at is None else r.scheduled_at.isoformat()}\t{pk}"
-            f"\t{_COPY_NULL if deadline is None else deadline.isoformat()}\n"
-        )
+        if lean:
+            lines.append(
+                f"{r.id.int:032x}\t{escaped.get(queue) or escaped.setdefault(queue, esc(queue))}"
+                f"\t{escaped.get(func) or escaped.setdefault(func, esc(func))}\t{kwargs}"
+                f"\t{r.priority}\t{r.max_attempts}\n"
+            )
+        else:
+            due = now if r.scheduled_at is None else r.scheduled_at
+            deadline = r.deadline
+            if deadline is None and queue in defaults:
+                deadline = due + timedelta(seconds=defaults[queue])
+            if r.partition_key is not None:
+                pk = esc(r.partition_key)
+            elif queue in keyed:
+                pk = ""  # keyless jobs of queues with per-key limits (see job_insert_many)
+            else:
+                pk = _COPY_NULL
+            limits, meta = r.limits, r.meta
+            lines.append(
+                f"{r.id.int:032x}\t{escaped.get(queue) or escaped.setdefault(queue, esc(queue))}"
+                f"\t{escaped.get(func) or escaped.setdefault(func, esc(func))}\t{kwargs}"
+                f"\t{escaped.get(limits) or escaped.setdefault(limits, esc(limits))}"
+                f"\t{escaped.get(meta) or escaped.setdefault(meta, esc(meta))}"
+                f"\t{r.priority}\t{r.max_attempts}"
+                f"\t{now_text if r.scheduled_at is None else r.scheduled_at.isoformat()}\t{pk}"
+                f"\t{_COPY_NULL if deadline is None else deadline.isoformat()}\n"
+            )
         if len(lines) >= _COPY_CHUNK:
             yield "".join(lines)
             lines = []

@@ -23,6 +23,7 @@ from chancy.store.encode import (
     _outcome_json,
     _text_array_literal,
     _uuid_array_literal,
+    copy_is_lean,
     encode_job,
 )
 from chancy.store.loader import Queries
@@ -103,8 +104,11 @@ class JobSpecs:
             # Keyless jobs of queues with per-key limits get the key '' (see job_insert_many).
             keyed = set(prepared["keyed_queues"])
             defaults = {k: float(v) for k, v in prepared["default_deadlines"].items()}
+            lean = copy_is_lean(rows, keyed, defaults)
             yield Spec(
-                self.q["job_copy"], fetch="copy", data=_copy_text(rows, now, keyed, defaults)
+                self.q["job_copy_lean" if lean else "job_copy"],
+                fetch="copy",
+                data=_copy_text(rows, now, keyed, defaults, lean=lean),
             )
             if notify:
                 for queue in sorted({r.queue for r in rows}):
