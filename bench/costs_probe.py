@@ -33,7 +33,9 @@ PHASES: dict[str, str] = {
     # push: the producer's insert (multi-row or COPY), the unique-key look-up, a workflow's
     # rows; the workflow leader's inserts of step jobs count here too.
     "job_insert_many": "push",
+    "job_insert_many_lean": "push",
     "job_copy": "push",
+    "job_copy_lean": "push",
     "job_copy_prepare": "push",
     "job_live_by_unique_keys": "push",
     "workflow_push": "push",

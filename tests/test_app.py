@@ -205,12 +205,13 @@ async def test_copy_and_insert_paths_store_awkward_values_alike(chancy: Chancy) 
     assert stored["copy"] == stored["insert"]
 
 
-async def test_lean_copy_stores_what_the_full_copy_and_insert_store(chancy: Chancy) -> None:
-    """A COPY batch whose jobs leave scheduled_at, deadline, limits, meta and the partition
-    key at their defaults is written without those columns (job_copy_lean); one job that
-    sets any of them, or a queue that fills them in (per-key limits, a default deadline),
-    sends the batch through the full COPY. Every path stores the same rows."""
-    from chancy.store.encode import copy_is_lean, encode_job
+async def test_lean_batches_store_what_the_full_statements_store(chancy: Chancy) -> None:
+    """A batch whose jobs leave scheduled_at, deadline, limits, meta and the partition key at
+    their defaults is written without those columns (job_copy_lean, job_insert_many_lean);
+    one job that sets any of them sends the batch through the full statement, and so does a
+    queue that fills them in (per-key limits, a default deadline) for COPY, which cannot
+    read the queue. Every path stores the same rows."""
+    from chancy.store.encode import copy_is_lean, encode_job, insert_is_lean
 
     await chancy.declare(Queue("copy.deadline", default_deadline=3600), upsert=True)
     await chancy.declare(Queue("copy.keyed", partition_concurrency=5), upsert=True)
@@ -241,8 +242,9 @@ async def test_lean_copy_stores_what_the_full_copy_and_insert_store(chancy: Chan
             encode_job(j) for j in jobs("copy.lean", dataclasses.replace(odd, queue="copy.lean"))
         ]
         assert not copy_is_lean(batch, set(), {}), name
+        assert not insert_is_lean(batch), name
     plain = [encode_job(j) for j in jobs("copy.lean")]
-    assert copy_is_lean(plain, set(), {})
+    assert copy_is_lean(plain, set(), {}) and insert_is_lean(plain)
     assert not copy_is_lean(plain, {"copy.lean"}, {})
     assert not copy_is_lean(plain, set(), {"copy.lean": 60.0})
 
@@ -251,8 +253,9 @@ async def test_lean_copy_stores_what_the_full_copy_and_insert_store(chancy: Chan
         " scheduled_at = created_at AS due_at_push, deadline - scheduled_at AS deadline_after"
     )
 
-    async def stored(queue: str, batch_size: int) -> list[tuple[Any, ...]]:
-        refs = [r async for b in chancy.push_many(jobs(queue), batch_size=batch_size) for r in b]
+    async def stored(queue: str, batch_size: int, odd: Job | None = None) -> list[tuple[Any, ...]]:
+        source = jobs(queue, None if odd is None else dataclasses.replace(odd, queue=queue))
+        refs = [r async for b in chancy.push_many(source, batch_size=batch_size) for r in b]
         async with chancy.pool.connection() as conn:
             rows = await (
                 await conn.execute(
@@ -264,12 +267,19 @@ async def test_lean_copy_stores_what_the_full_copy_and_insert_store(chancy: Chan
 
     lean = await stored("copy.lean", 10_000)
     assert lean == await stored("copy.insert", 100)
+    # A job with meta in the last batch: that batch goes through the full statements.
+    odd = odd_ones["meta"]
+    for path, batch_size in (("copy.full", 10_000), ("insert.full", 100)):
+        full = await stored(path, batch_size, odd)
+        assert full[:-1] == lean[:-1] and full[-1][2] == {"m": 1}, path
     assert all(row[8] and row[9] is None for row in lean)  # due at push, no deadline
     assert [row[0] for row in lean[:2]] == [{}, {"i": 1, "s": "back\\slash\ttab"}]
     assert [row[3:5] for row in lean[:4]] == [(0, 1), (1, 2), (2, 3), (0, 4)]
-    # The queues that fill columns in get them through the full COPY.
-    assert {row[9] for row in await stored("copy.deadline", 10_000)} == {timedelta(hours=1)}
-    assert {row[7] for row in await stored("copy.keyed", 10_000)} == {""}
+    # The queues that fill columns in get them, through the full COPY or the lean INSERT.
+    for batch_size in (10_000, 100):
+        deadlines = {row[9] for row in await stored("copy.deadline", batch_size)}
+        assert deadlines == {timedelta(hours=1)}, batch_size
+        assert {row[7] for row in await stored("copy.keyed", batch_size)} == {""}, batch_size
 
 
 async def test_push_many_unique_keys_in_caller_order(chancy: Chancy) -> None:

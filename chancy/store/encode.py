@@ -149,10 +149,10 @@ def _copy_escape(value: str) -> str:
     return value
 
 
-def copy_is_lean(rows: list[EncodedJob], keyed: set[str], defaults: dict[str, float]) -> bool:
-    """Whether every job of a COPY batch leaves the columns ``job_copy_lean`` omits at their
-    defaults: due now, no deadline (of its own or its queue's), no limits, meta or partition
-    key (nor a queue that stores keyless jobs with the key '')."""
+def insert_is_lean(rows: list[EncodedJob]) -> bool:
+    """Whether every job of a batch is due now, with no deadline of its own, no limits, meta
+    or partition key: the batch is written without those columns (``job_insert_many_lean``,
+    ``job_copy_lean``), which then take their defaults."""
     for r in rows:
         if (
             r.scheduled_at is not None
@@ -160,11 +160,16 @@ def copy_is_lean(rows: list[EncodedJob], keyed: set[str], defaults: dict[str, fl
             or r.partition_key is not None
             or r.limits != _EMPTY_LIST
             or r.meta != _EMPTY_OBJ
-            or r.queue in keyed
-            or r.queue in defaults
         ):
             return False
     return True
+
+
+def copy_is_lean(rows: list[EncodedJob], keyed: set[str], defaults: dict[str, float]) -> bool:
+    """``insert_is_lean``, for a COPY batch, whose columns the server cannot fill in from the
+    queue: none of its queues stores keyless jobs with the key '' (``keyed``) or has a
+    default deadline (``defaults``)."""
+    return not any(r.queue in keyed or r.queue in defaults for r in rows) and insert_is_lean(rows)
 
 
 def _copy_text(

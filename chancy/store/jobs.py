@@ -25,6 +25,7 @@ from chancy.store.encode import (
     _uuid_array_literal,
     copy_is_lean,
     encode_job,
+    insert_is_lean,
 )
 from chancy.store.loader import Queries
 from chancy.store.queues import _one
@@ -157,31 +158,32 @@ class JobSpecs:
             return [Reference(replaced.get(i, i)) for i in refs]
 
     def _job_insert_spec(self, rows: list[EncodedJob], notify: bool) -> Spec[Any]:
-        return Spec(
-            self.q["job_insert_many"],
-            {
-                # Array literals, not lists: see job_complete_many.
-                "ids": _array_literal([r.id for r in rows]),
-                "queues": _text_array_literal([r.queue for r in rows]),
-                "funcs": _text_array_literal([r.func for r in rows]),
-                "kwargs": _text_array_literal([r.kwargs for r in rows]),
-                "limits": _text_array_literal([r.limits for r in rows]),
-                "metas": _text_array_literal([r.meta for r in rows]),
-                "priorities": _array_literal([r.priority for r in rows]),
-                "max_attempts": _array_literal([r.max_attempts for r in rows]),
-                "scheduled_ats": _text_array_literal(
-                    [None if r.scheduled_at is None else r.scheduled_at.isoformat() for r in rows]
-                ),
-                "unique_keys": _text_array_literal([r.unique_key for r in rows]),
-                "partition_keys": _text_array_literal([r.partition_key for r in rows]),
-                "deadlines": _text_array_literal(
-                    [None if r.deadline is None else r.deadline.isoformat() for r in rows]
-                ),
-                "notify": notify,
-                "n": len(rows),
-            },
-            fetch="one",
+        # Array literals, not lists: see job_complete_many.
+        params: dict[str, Any] = {
+            "ids": _uuid_array_literal([r.id for r in rows]),
+            "queues": _text_array_literal([r.queue for r in rows]),
+            "funcs": _text_array_literal([r.func for r in rows]),
+            "kwargs": _text_array_literal([r.kwargs for r in rows]),
+            "priorities": _array_literal([r.priority for r in rows]),
+            "max_attempts": _array_literal([r.max_attempts for r in rows]),
+            "unique_keys": _text_array_literal([r.unique_key for r in rows]),
+            "notify": notify,
+            "n": len(rows),
+        }
+        if insert_is_lean(rows):
+            return Spec(self.q["job_insert_many_lean"], params, fetch="one")
+        params.update(
+            limits=_text_array_literal([r.limits for r in rows]),
+            metas=_text_array_literal([r.meta for r in rows]),
+            scheduled_ats=_text_array_literal(
+                [None if r.scheduled_at is None else r.scheduled_at.isoformat() for r in rows]
+            ),
+            partition_keys=_text_array_literal([r.partition_key for r in rows]),
+            deadlines=_text_array_literal(
+                [None if r.deadline is None else r.deadline.isoformat() for r in rows]
+            ),
         )
+        return Spec(self.q["job_insert_many"], params, fetch="one")
 
     # -- jobs: read ---------------------------------------------------------------------
 

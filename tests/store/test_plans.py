@@ -347,10 +347,12 @@ def _outcomes(s: State) -> dict[str, Any]:
 PROGRESS = '{"fraction": 0.5, "message": "half way", "data": {"offset": 5}}'
 
 
-def _push(unique: bool) -> Callable[[State], dict[str, Any]]:
+def _push(unique: bool, lean: bool = False) -> Callable[[State], dict[str, Any]]:
+    lean_omits = ("limits", "metas", "scheduled_ats", "partition_keys", "deadlines")
+
     def params(s: State) -> dict[str, Any]:
         n = 500
-        return {
+        every = {
             "ids": [uuid.uuid4() for _ in range(n)],
             "queues": [QUEUE] * n,
             "funcs": ["app.jobs.work"] * n,
@@ -366,6 +368,7 @@ def _push(unique: bool) -> Callable[[State], dict[str, Any]]:
             "notify": True,
             "n": n,
         }
+        return {k: v for k, v in every.items() if not (lean and k in lean_omits)}
 
     return params
 
@@ -432,6 +435,8 @@ CASES: dict[str, Case] = {
     ),
     "job_insert_many": _core("job_insert_many")(_push(unique=False)),
     "job_insert_many_unique": _core("job_insert_many")(_push(unique=True)),
+    "job_insert_many_lean": _core("job_insert_many_lean")(_push(unique=False, lean=True)),
+    "job_insert_many_lean_unique": _core("job_insert_many_lean")(_push(unique=True, lean=True)),
     "job_live_by_unique_keys": _core("job_live_by_unique_keys")(
         lambda s: {"keys": [f"key-{i * 10}" for i in range(500)]}
     ),

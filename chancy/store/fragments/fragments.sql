@@ -139,3 +139,31 @@ taken.n < %(limit)s::integer AND (
         LIMIT (SELECT count(*) FROM picked) + 1
     ) AS due
 ) > (SELECT count(*) FROM picked)
+
+-- name: push_insert_rest
+-- The rest of a push's INSERT ... SELECT (job_insert_many and its lean twin), after the rows:
+-- each job's queue, if it stores keyless jobs with the key '' (kq) or has a default deadline
+-- (dq); the rows in the caller's order; live unique keys skipped.
+LEFT JOIN {prefix}queues AS kq
+        ON kq.name = u.queue
+       AND (kq.partition_concurrency IS NOT NULL OR kq.partition_rate_limit IS NOT NULL
+            OR kq.fairness OR kq.partition_ordered)
+    LEFT JOIN {prefix}queues AS dq
+        ON dq.name = u.queue AND dq.default_deadline IS NOT NULL
+    ORDER BY u.ord
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('pending', 'retrying', 'running')
+        DO NOTHING
+    RETURNING j.id, j.queue
+
+-- name: push_wake
+-- The end of a push's statement, after its ins CTE: one NOTIFY per queue that got a job, and
+-- the ids inserted only when some were not (NULL when all %(n)s were).
+, woken AS (
+    SELECT pg_notify('{prefix}events', json_build_object('t', 'queue.pushed', 'q', q.queue)::text)
+    FROM (SELECT DISTINCT queue FROM ins) AS q
+    WHERE %(notify)s
+)
+SELECT CASE WHEN count(*) < %(n)s THEN coalesce(array_agg(ins.id), '{}') END AS ids,
+       (SELECT count(*) FROM woken) AS notified
+FROM ins;

@@ -37,25 +37,30 @@ WITH ins AS (
         %(deadlines)s::timestamptz[]
     ) WITH ORDINALITY AS u(id, queue, func, kwargs, limits, meta, priority, max_attempts,
                           scheduled_at, unique_key, partition_key, deadline, ord)
-    LEFT JOIN {prefix}queues AS kq
-        ON kq.name = u.queue
-       AND (kq.partition_concurrency IS NOT NULL OR kq.partition_rate_limit IS NOT NULL
-            OR kq.fairness OR kq.partition_ordered)
-    LEFT JOIN {prefix}queues AS dq
-        ON dq.name = u.queue AND dq.default_deadline IS NOT NULL
-    ORDER BY u.ord
-    ON CONFLICT (unique_key)
-        WHERE unique_key IS NOT NULL AND state IN ('pending', 'retrying', 'running')
-        DO NOTHING
-    RETURNING j.id, j.queue
-), woken AS (
-    SELECT pg_notify('{prefix}events', json_build_object('t', 'queue.pushed', 'q', q.queue)::text)
-    FROM (SELECT DISTINCT queue FROM ins) AS q
-    WHERE %(notify)s
+    {push_insert_rest}
 )
-SELECT CASE WHEN count(*) < %(n)s THEN coalesce(array_agg(ins.id), '{}') END AS ids,
-       (SELECT count(*) FROM woken) AS notified
-FROM ins;
+{push_wake}
+
+-- name: job_insert_many_lean
+-- job_insert_many for a batch whose jobs are all due now, with no deadline of their own, no
+-- limits, meta or partition key (chancy.store.encode.insert_is_lean), the usual push: those
+-- five arrays are not sent, nor parsed by the server (a JSON value, two timestamps and two
+-- texts per job), and the columns take their defaults, or the queue's key '' and default
+-- deadline as job_insert_many gives them. A batch of 1,000 jobs with unique keys took 8.5
+-- instead of 9.9 us per job here.
+WITH ins AS (
+    INSERT INTO {prefix}jobs AS j
+        (id, queue, func, kwargs, priority, max_attempts, unique_key, partition_key, deadline)
+    SELECT u.id, u.queue, u.func, u.kwargs, u.priority, u.max_attempts, u.unique_key,
+           CASE WHEN kq.name IS NOT NULL THEN '' END,
+           now() + make_interval(secs => dq.default_deadline)
+    FROM unnest(
+        %(ids)s::uuid[], %(queues)s::text[], %(funcs)s::text[], %(kwargs)s::jsonb[],
+        %(priorities)s::int[], %(max_attempts)s::int[], %(unique_keys)s::text[]
+    ) WITH ORDINALITY AS u(id, queue, func, kwargs, priority, max_attempts, unique_key, ord)
+    {push_insert_rest}
+)
+{push_wake}
 
 -- name: job_copy
 COPY {prefix}jobs (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at,
