@@ -44,8 +44,8 @@ WITH ins AS (
 -- name: job_insert_many_lean
 -- job_insert_many for a batch whose jobs are all due now, with no deadline of their own, no
 -- limits, meta or partition key (chancy.store.encode.insert_is_lean), the usual push: those
--- five arrays are not sent, nor parsed by the server (a JSON value, two timestamps and two
--- texts per job), and the columns take their defaults, or the queue's key '' and default
+-- five arrays are not sent, nor parsed by the server (two JSON values, two timestamps and a
+-- text per job), and the columns take their defaults, or the queue's key '' and default
 -- deadline as job_insert_many gives them. A batch of 1,000 jobs with unique keys took 8.5
 -- instead of 9.9 us per job here.
 WITH ins AS (
