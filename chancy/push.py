@@ -19,6 +19,7 @@ from chancy.errors import ConfigurationError, PushError
 from chancy.job import Job, Reference, as_job
 from chancy.store import Plan
 from chancy.store.encode import EncodedJob, encode_job
+from chancy.store.runner import primed
 from chancy.utils import gc_paused
 
 if TYPE_CHECKING:
@@ -123,7 +124,9 @@ async def _encode_in_slices(chancy: Chancy, jobs: list[Job]) -> Plan[list[Refere
                 for i, job in enumerate(jobs[start : start + ENCODE_SLICE], start)
             )
             await asyncio.sleep(0)
-    return chancy.store.job_push_encoded(encoded, notify=chancy.notifications)
+        # The plan's first statement (the batch's arrays) is built now too, not once the
+        # write of this batch has its connection.
+        return primed(chancy.store.job_push_encoded(encoded, notify=chancy.notifications))
 
 
 def sync_push_many(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Any, Generic, Literal, LiteralString, TypeVar
+from typing import Any, Generic, Literal, LiteralString, TypeVar, cast
 
 import psycopg
 from psycopg import sql
@@ -124,6 +124,33 @@ def _run_spec_sync(cur: psycopg.Cursor[Any], spec: Spec[T]) -> T:
     else:
         value = None
     return _finish(spec, value)
+
+
+def primed(plan: Plan[T]) -> Plan[T]:
+    """``plan`` with the work before its first statement done now: a plan runs lazily, each
+    step when its runner asks for the next statement, so what builds a statement costs the
+    connection that is waiting for it. ``push_many`` primes the next batch's plan while the
+    batch before it is written."""
+    try:
+        first = next(plan)
+    except StopIteration as stop:
+        return _no_statement(stop.value)
+    return _resumed(plan, first)
+
+
+def _no_statement(value: T) -> Plan[T]:
+    return value
+    yield  # a generator that returns at once
+
+
+def _resumed(plan: Plan[T], first: Spec[Any]) -> Plan[T]:
+    result = yield first
+    while True:
+        try:
+            spec = plan.send(result)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+        result = yield spec
 
 
 async def run(cur: psycopg.AsyncCursor[Any], work: Spec[T] | Plan[T]) -> T:
