@@ -34,6 +34,7 @@ PHASES: dict[str, str] = {
     # rows; the workflow leader's inserts of step jobs count here too.
     "job_insert_many": "push",
     "job_insert_many_lean": "push",
+    "job_insert_many_plain": "push",
     "job_copy": "push",
     "job_copy_lean": "push",
     "job_copy_prepare": "push",

@@ -166,11 +166,17 @@ class JobSpecs:
             "kwargs": _text_array_literal([r.kwargs for r in rows]),
             "priorities": _array_literal([r.priority for r in rows]),
             "max_attempts": _array_literal([r.max_attempts for r in rows]),
-            "unique_keys": _text_array_literal([r.unique_key for r in rows]),
             "notify": notify,
             "n": len(rows),
         }
-        if insert_is_lean(rows):
+        lean = insert_is_lean(rows)
+        if any(r.unique_key is not None for r in rows):
+            params["unique_keys"] = _text_array_literal([r.unique_key for r in rows])
+        elif lean:
+            return Spec(self.q["job_insert_many_plain"], params, fetch="one")
+        else:
+            params["unique_keys"] = _text_array_literal([None] * len(rows))
+        if lean:
             return Spec(self.q["job_insert_many_lean"], params, fetch="one")
         params.update(
             limits=_text_array_literal([r.limits for r in rows]),

@@ -347,8 +347,11 @@ def _outcomes(s: State) -> dict[str, Any]:
 PROGRESS = '{"fraction": 0.5, "message": "half way", "data": {"offset": 5}}'
 
 
-def _push(unique: bool, lean: bool = False) -> Callable[[State], dict[str, Any]]:
+def _push(
+    unique: bool, lean: bool = False, plain: bool = False
+) -> Callable[[State], dict[str, Any]]:
     lean_omits = ("limits", "metas", "scheduled_ats", "partition_keys", "deadlines")
+    omits = (*lean_omits, "unique_keys") if plain else lean_omits if lean else ()
 
     def params(s: State) -> dict[str, Any]:
         n = 500
@@ -368,7 +371,7 @@ def _push(unique: bool, lean: bool = False) -> Callable[[State], dict[str, Any]]
             "notify": True,
             "n": n,
         }
-        return {k: v for k, v in every.items() if not (lean and k in lean_omits)}
+        return {k: v for k, v in every.items() if k not in omits}
 
     return params
 
@@ -437,6 +440,7 @@ CASES: dict[str, Case] = {
     "job_insert_many_unique": _core("job_insert_many")(_push(unique=True)),
     "job_insert_many_lean": _core("job_insert_many_lean")(_push(unique=False, lean=True)),
     "job_insert_many_lean_unique": _core("job_insert_many_lean")(_push(unique=True, lean=True)),
+    "job_insert_many_plain": _core("job_insert_many_plain")(_push(unique=False, plain=True)),
     "job_live_by_unique_keys": _core("job_live_by_unique_keys")(
         lambda s: {"keys": [f"key-{i * 10}" for i in range(500)]}
     ),

@@ -140,10 +140,10 @@ taken.n < %(limit)s::integer AND (
     ) AS due
 ) > (SELECT count(*) FROM picked)
 
--- name: push_insert_rest
--- The rest of a push's INSERT ... SELECT (job_insert_many and its lean twin), after the rows:
--- each job's queue, if it stores keyless jobs with the key '' (kq) or has a default deadline
--- (dq); the rows in the caller's order; live unique keys skipped.
+-- name: push_queue_joins
+-- Each pushed job's queue, if it stores keyless jobs with the key '' (kq) or has a default
+-- deadline (dq), and the rows in the caller's order: the end of a push's INSERT ... SELECT
+-- (job_insert_many and its lean and plain twins).
 LEFT JOIN {prefix}queues AS kq
         ON kq.name = u.queue
        AND (kq.partition_concurrency IS NOT NULL OR kq.partition_rate_limit IS NOT NULL
@@ -151,10 +151,12 @@ LEFT JOIN {prefix}queues AS kq
     LEFT JOIN {prefix}queues AS dq
         ON dq.name = u.queue AND dq.default_deadline IS NOT NULL
     ORDER BY u.ord
-    ON CONFLICT (unique_key)
+
+-- name: push_skip_live_keys
+-- A pushed job whose unique key is live (a job with that key waits or runs) is not inserted.
+ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND state IN ('pending', 'retrying', 'running')
         DO NOTHING
-    RETURNING j.id, j.queue
 
 -- name: push_wake
 -- The end of a push's statement, after its ins CTE: one NOTIFY per queue that got a job, and
