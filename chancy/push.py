@@ -1,4 +1,5 @@
-"""Pushing jobs: one statement (or COPY) per batch, hooks first, the next batch encoded ahead.
+"""Pushing jobs: one statement (or COPY) per batch, hooks first, the next batch encoded ahead
+and written while the one before commits.
 
 Every push form goes through ``plan``: the plugins' ``on_push`` hooks, then the store's push
 plan (validated and encoded before anything is written). ``push_many`` overlaps encoding
@@ -12,19 +13,21 @@ first statement per batch took 8 ms instead of under 1), and gained nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.rows import dict_row
 
 from chancy.errors import ConfigurationError, PushError
 from chancy.job import Job, Reference, as_job
-from chancy.store import Plan
+from chancy.store import Plan, run
 from chancy.store.encode import EncodedJob, encode_job
 from chancy.store.runner import primed
 from chancy.utils import gc_paused
 
 if TYPE_CHECKING:
-    import psycopg
-
     from chancy.app import Chancy
 
 __all__ = ["batches", "plan", "push_many", "push_many_ex", "sync_push_many", "sync_push_many_ex"]
@@ -67,47 +70,107 @@ def error(exc: Exception, committed_batches: int, committed_jobs: int) -> PushEr
 async def push_many(
     chancy: Chancy, jobs: Iterable[JobLike], batch_size: int
 ) -> AsyncIterator[list[Reference]]:
-    """Push in batches, one transaction each; yield each batch's references in order."""
+    """Push in batches, one transaction each; yield each batch's references in order.
+
+    Each batch is written on a connection of its own (``_Write``). Once a batch's statements
+    have run, the next batch's start, on another connection, while the first commits (a
+    commit waits for the server's disk flush): the next batch commits only after the one
+    before it has, and only once the caller asks for it (resumes after the yield); a caller
+    that stops early rolls it back.
+    """
     iterator = batches(jobs, batch_size)
     batch = next(iterator, None)
     if batch is None:
         return
-    current = plan(chancy, batch)
     committed_batches = committed_jobs = 0
-    while True:
-        following = next(iterator, None)
-        ahead: Plan[list[Reference]] | None = None
-        failed: Exception | None = None
-        write: Awaitable[list[Reference]]
-        if following is not None and len(following) >= ENCODE_AHEAD_MIN:
-            write = writing = asyncio.ensure_future(chancy.db.run(current, transaction=True))
-            writing.add_done_callback(_retrieve)  # seen even if encoding fails first
+    writing = _Write(chancy, plan(chancy, batch), may_commit=True)
+    following_write: _Write | None = None
+    try:
+        while True:
+            following = next(iterator, None)
+            ahead: Plan[list[Reference]] | None = None
+            failed: Exception | None = None
+            if following is not None:
+                try:
+                    if len(following) >= ENCODE_AHEAD_MIN:
+                        ahead = await _encode_in_slices(chancy, following)
+                    else:
+                        ahead = plan(chancy, following)
+                except Exception as exc:
+                    failed = exc  # raised once the batch being written has committed
+                if ahead is not None and await writing.statements_done():
+                    following_write = _Write(chancy, ahead, may_commit=False)
             try:
-                ahead = await _encode_in_slices(chancy, following)
+                refs = await writing.task
             except Exception as exc:
-                failed = exc  # raised once the batch being written has committed
-            except BaseException:
-                writing.cancel()  # the push was cancelled: so is the write, as before
-                raise
-        else:
-            write = chancy.db.run(current, transaction=True)
-        try:
-            refs = await write
-        except Exception as exc:
-            if committed_batches == 0:
-                raise
-            raise error(exc, committed_batches, committed_jobs) from exc
-        committed_batches += 1
-        committed_jobs += len(refs)
-        yield refs
-        if following is None:
-            return
-        try:
+                if committed_batches == 0:
+                    raise
+                raise error(exc, committed_batches, committed_jobs) from exc
+            committed_batches += 1
+            committed_jobs += len(refs)
+            yield refs
+            if following is None:
+                return
             if failed is not None:
-                raise failed
-            current = ahead if ahead is not None else plan(chancy, following)
-        except Exception as exc:
-            raise error(exc, committed_batches, committed_jobs) from exc
+                raise error(failed, committed_batches, committed_jobs) from failed
+            # Started above: the batch before committed, so its statements had run.
+            assert following_write is not None
+            writing, following_write = following_write, None
+            writing.allow_commit()
+    finally:
+        # Stopped early (an error, the caller closed or cancelled the push): the writes not
+        # committed yet roll back.
+        for unfinished in (writing, following_write):
+            if unfinished is not None:
+                await unfinished.abandon()
+
+
+class _Write:
+    """One batch of ``push_many`` in its own transaction on its own pool connection. Its
+    statements run at once; it commits when allowed (at once, or by ``allow_commit``), or
+    rolls back when abandoned."""
+
+    def __init__(self, chancy: Chancy, work: Plan[list[Reference]], *, may_commit: bool) -> None:
+        self._written = asyncio.Event()
+        self._decided = asyncio.Event()
+        self._commit = may_commit
+        if may_commit:
+            self._decided.set()
+        self.task = asyncio.ensure_future(self._run(chancy, work))
+        self.task.add_done_callback(_retrieve)  # seen even if the push stops first
+
+    async def _run(self, chancy: Chancy, work: Plan[list[Reference]]) -> list[Reference]:
+        try:
+            pool = await chancy.open()
+            async with pool.connection() as conn:
+                async with conn.transaction() as tx:
+                    async with conn.cursor(row_factory=dict_row) as cur:
+                        refs = await run(cur, work)
+                    self._written.set()
+                    await self._decided.wait()
+                    if not self._commit:
+                        raise psycopg.Rollback(tx)
+                return refs
+        finally:
+            self._written.set()
+
+    async def statements_done(self) -> bool:
+        """Wait until the statements ran (the commit may be pending); False if they failed."""
+        await self._written.wait()
+        return not (self.task.done() and (self.task.cancelled() or self.task.exception()))
+
+    def allow_commit(self) -> None:
+        self._commit = True
+        self._decided.set()
+
+    async def abandon(self) -> None:
+        """Roll the batch back unless it committed: its statements end first (or are
+        cancelled with the push), then the transaction rolls back."""
+        if self.task.done():
+            return
+        self._decided.set()  # _commit stays False
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
 
 
 async def _encode_in_slices(chancy: Chancy, jobs: list[Job]) -> Plan[list[Reference]]:

@@ -1,0 +1,107 @@
+"""push_many writes a batch while the one before it commits, and keeps every batch whole.
+
+The statements of batch n+1 run on a second connection while batch n commits; batch n+1
+commits only after batch n has, and only once the caller asks for it. These tests hold the
+cases where that could go wrong: the caller stops early, a later batch fails, an earlier
+batch fails at its commit after the next one has been written.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chancy import Chancy, Job
+from chancy.errors import PushError
+from tests.conftest import eventually
+
+
+def _jobs(n: int, func: str = "tests.jobs.noop") -> list[Job]:
+    return [Job(func=func, kwargs={"i": i}) for i in range(n)]
+
+
+async def _stored(chancy: Chancy) -> int:
+    async with chancy.pool.connection() as conn:
+        cur = await conn.execute(f"SELECT count(*) FROM {chancy.prefix}jobs")
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _fail_on(chancy: Chancy, func: str, *, at_commit: bool) -> None:
+    """A trigger that refuses jobs of ``func``: at their insert, or only at commit."""
+    p = chancy.prefix
+    kind = "CONSTRAINT TRIGGER" if at_commit else "TRIGGER"
+    when = "DEFERRABLE INITIALLY DEFERRED" if at_commit else ""
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            f"""CREATE FUNCTION {p}refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'refused %', NEW.func; END $$"""
+        )
+        await conn.execute(
+            f"""CREATE {kind} {p}refuse AFTER INSERT ON {p}jobs {when}
+                FOR EACH ROW WHEN (NEW.func = '{func}') EXECUTE FUNCTION {p}refuse()"""
+        )
+
+
+@pytest.mark.parametrize("size", [100, 600])
+async def test_a_caller_that_stops_early_leaves_the_next_batch_uncommitted(
+    chancy: Chancy, size: int
+) -> None:
+    pushing = chancy.push_many(_jobs(size * 3), batch_size=size)
+    first = await anext(pushing)
+    assert len(first) == size
+    # The second batch's statements ran while the first committed; it was not asked for.
+    await pushing.aclose()
+    assert await _stored(chancy) == size
+
+
+async def test_a_loop_left_with_break_rolls_the_next_batch_back(chancy: Chancy) -> None:
+    async for refs in chancy.push_many(_jobs(1500), batch_size=500):
+        assert len(refs) == 500
+        break
+
+    # The generator is closed once collected (at once, here): its open write rolls back and
+    # gives its connection back.
+    def idle() -> bool:
+        stats = chancy.pool.get_stats()
+        return stats.get("pool_available", 0) == stats.get("pool_size", -1)
+
+    await eventually(idle, message="every pool connection is back")
+    assert await _stored(chancy) == 500
+
+
+async def test_a_later_batch_that_fails_names_the_batches_committed(chancy: Chancy) -> None:
+    await _fail_on(chancy, "tests.jobs.add", at_commit=False)
+    jobs = [*_jobs(1000), *_jobs(1, "tests.jobs.add"), *_jobs(999)]
+    got: list[int] = []
+    with pytest.raises(PushError) as info:
+        async for refs in chancy.push_many(jobs, batch_size=500):
+            got.append(len(refs))
+    assert got == [500, 500]
+    assert info.value.committed_batches == 2 and info.value.committed_jobs == 1000
+    assert "refused tests.jobs.add" in str(info.value)
+    assert await _stored(chancy) == 1000  # batches 3 and 4 left nothing
+
+
+async def test_a_batch_refused_at_its_commit_rolls_back_the_one_written_behind_it(
+    chancy: Chancy,
+) -> None:
+    await _fail_on(chancy, "tests.jobs.add", at_commit=True)
+    jobs = [*_jobs(499), *_jobs(1, "tests.jobs.add"), *_jobs(1000)]
+    with pytest.raises(Exception, match=r"refused tests\.jobs\.add"):
+        async for _ in chancy.push_many(jobs, batch_size=500):
+            pass
+    assert await _stored(chancy) == 0
+
+
+async def test_batches_written_behind_each_other_commit_in_order(chancy: Chancy) -> None:
+    """Every batch's jobs are stored, and the references come back in the caller's order,
+    with unique keys repeated across batches mapped to the first job that has them."""
+    jobs = [
+        Job(func="tests.jobs.noop", kwargs={"i": i}, unique_key=f"k{i % 700}") for i in range(2100)
+    ]
+    refs = [r async for batch in chancy.push_many(jobs, batch_size=300) for r in batch]
+    assert len(refs) == 2100 and refs[700:1400] == refs[:700] and refs[1400:] == refs[:700]
+    assert await _stored(chancy) == 700
+    stored = await chancy.get_jobs(refs[:700])
+    assert [j.kwargs["i"] for j in stored] == list(range(700))
