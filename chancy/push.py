@@ -17,7 +17,6 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from psycopg.rows import dict_row
 
 from chancy.errors import ConfigurationError, PushError
@@ -28,6 +27,8 @@ from chancy.store.runner import primed
 from chancy.utils import gc_paused
 
 if TYPE_CHECKING:
+    import psycopg
+
     from chancy.app import Chancy
 
 __all__ = ["batches", "plan", "push_many", "push_many_ex", "sync_push_many", "sync_push_many_ex"]
@@ -125,6 +126,10 @@ async def push_many(
                 await unfinished.abandon()
 
 
+class _Abandoned(Exception):
+    """A batch of ``push_many`` that is not to be committed (the push stopped first)."""
+
+
 class _Write:
     """One batch of ``push_many`` in its own transaction on its own pool connection. Its
     statements run at once; it commits when allowed (at once, or by ``allow_commit``), or
@@ -143,13 +148,13 @@ class _Write:
         try:
             pool = await chancy.open()
             async with pool.connection() as conn:
-                async with conn.transaction() as tx:
+                async with conn.transaction():
                     async with conn.cursor(row_factory=dict_row) as cur:
                         refs = await run(cur, work)
                     self._written.set()
                     await self._decided.wait()
                     if not self._commit:
-                        raise psycopg.Rollback(tx)
+                        raise _Abandoned  # rolls the transaction back
                 return refs
         finally:
             self._written.set()
@@ -164,11 +169,13 @@ class _Write:
         self._decided.set()
 
     async def abandon(self) -> None:
-        """Roll the batch back unless it committed: its statements end first (or are
-        cancelled with the push), then the transaction rolls back."""
+        """Roll the batch back unless it committed or is committing: its statements end
+        first, then the transaction rolls back (a cancelled push rolls back the batch it was
+        writing, as when the write itself was cancelled)."""
         if self.task.done():
             return
-        self._decided.set()  # _commit stays False
+        self._commit = False
+        self._decided.set()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.task
 
