@@ -8,6 +8,8 @@ batch fails at its commit after the next one has been written.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from chancy import Chancy, Job
@@ -105,3 +107,39 @@ async def test_batches_written_behind_each_other_commit_in_order(chancy: Chancy)
     assert await _stored(chancy) == 700
     stored = await chancy.get_jobs(refs[:700])
     assert [j.kwargs["i"] for j in stored] == list(range(700))
+
+
+async def test_a_cancelled_push_rolls_back_the_batch_it_was_writing(chancy: Chancy) -> None:
+    """Cancelled while a batch's statement runs (held up here by a slow trigger), the push
+    commits nothing of it; the batches are never committed in part."""
+    p = chancy.prefix
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            f"""CREATE FUNCTION {p}slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"""
+        )
+        await conn.execute(
+            f"""CREATE TRIGGER {p}slow AFTER INSERT ON {p}jobs FOR EACH STATEMENT
+                EXECUTE FUNCTION {p}slow()"""
+        )
+
+    async def push() -> None:
+        async for _ in chancy.push_many(_jobs(1500), batch_size=500):
+            pass
+
+    pushing = asyncio.ensure_future(push())
+
+    async def inserting() -> bool:
+        async with chancy.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'",
+                [f"%INSERT INTO {p}jobs%"],
+            )
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    await eventually(inserting, message="the first batch is being inserted")
+    pushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pushing
+    assert await _stored(chancy) == 0
