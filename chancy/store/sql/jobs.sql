@@ -183,21 +183,17 @@ COMMIT;
 -- (meta.expired), to be told apart. An empty JSON object or list comes back as NULL, which
 -- the worker reads as that empty value (chancy.store.claims.claimed_row_maker): most jobs
 -- have no kwargs, limits, meta or errors, and each value spared is a JSON parse per job.
--- The claim commits without waiting for its WAL to reach the disk (synchronous_commit off,
--- for this statement's transaction only: the session's setting is untouched, so a push on
--- the same pooled connection stays durable). That wait was 0.2-0.3 ms of every claim here,
--- and a disk's flush time on slower storage, between a push and its job's start. Only a
--- crash of PostgreSQL can undo such a claim (a clean shutdown flushes it): its jobs are
--- pending again after crash recovery and run again, which at-least-once allows; the worker
--- that ran them writes nothing for them (its claim ids are gone, so its writes are fenced).
--- Limited claims keep the synchronous commit: their rate windows must survive a crash.
-SELECT c.id, c.queue, c.func, nullif(c.kwargs, '{}') AS kwargs,
-       nullif(c.limits, '[]') AS limits, nullif(c.meta, '{}') AS meta, c.state, c.priority,
-       c.attempts, c.max_attempts, c.taken_by, c.created_at, c.started_at, c.completed_at,
-       c.scheduled_at, c.unique_key, nullif(c.errors, '[]') AS errors, c.claim_id, c.result,
-       c.recoveries, c.partition_key, c.progress, c.deadline
-FROM {prefix}claim_jobs(%(queue)s, %(limit)s, %(worker_id)s) AS c
-CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit;
+-- The claim commits synchronously, like every write: a claim that a crash of PostgreSQL
+-- could undo (synchronous_commit off saved 0.2-0.3 ms of every claim here) leaves its worker
+-- holding jobs that are pending again, and a worker that claims a job it still holds runs
+-- it twice in one process and loses an outcome (the chaos test found seven such jobs re-run
+-- 24 s later); tests/store/test_claim_function.py holds the setting.
+SELECT id, queue, func, nullif(kwargs, '{}') AS kwargs, nullif(limits, '[]') AS limits,
+       nullif(meta, '{}') AS meta, state, priority, attempts, max_attempts, taken_by,
+       created_at, started_at, completed_at, scheduled_at, unique_key,
+       nullif(errors, '[]') AS errors, claim_id, result, recoveries, partition_key, progress,
+       deadline
+FROM {prefix}claim_jobs(%(queue)s, %(limit)s, %(worker_id)s);
 
 -- name: claim_warmup
 -- Run once on each new connection of a worker's pool (Db.warmups), before it serves a claim:
