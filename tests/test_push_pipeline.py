@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 
 from chancy import Chancy, Job
@@ -109,37 +110,36 @@ async def test_batches_written_behind_each_other_commit_in_order(chancy: Chancy)
     assert [j.kwargs["i"] for j in stored] == list(range(700))
 
 
-async def test_a_cancelled_push_rolls_back_the_batch_it_was_writing(chancy: Chancy) -> None:
-    """Cancelled while a batch's statement runs (held up here by a slow trigger), the push
-    commits nothing of it; the batches are never committed in part."""
+async def test_a_cancelled_push_rolls_back_the_batch_it_was_writing(
+    chancy: Chancy, dsn: str
+) -> None:
+    """Cancelled while a batch's statement runs (held up here behind a table lock, released
+    only after the cancel, so the statement itself completes), the push commits nothing of
+    it; the batches are never committed in part."""
     p = chancy.prefix
-    async with chancy.pool.connection() as conn:
-        await conn.execute(
-            f"""CREATE FUNCTION {p}slow() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"""
-        )
-        await conn.execute(
-            f"""CREATE TRIGGER {p}slow AFTER INSERT ON {p}jobs FOR EACH STATEMENT
-                EXECUTE FUNCTION {p}slow()"""
-        )
+    locker = await psycopg.AsyncConnection.connect(dsn)
+    async with locker:
+        await locker.execute(f"LOCK TABLE {p}jobs IN SHARE MODE")  # blocks every INSERT
 
-    async def push() -> None:
-        async for _ in chancy.push_many(_jobs(1500), batch_size=500):
-            pass
+        async def push() -> None:
+            async for _ in chancy.push_many(_jobs(1500), batch_size=500):
+                pass
 
-    pushing = asyncio.ensure_future(push())
+        pushing = asyncio.ensure_future(push())
 
-    async def inserting() -> bool:
-        async with chancy.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'",
-                [f"%INSERT INTO {p}jobs%"],
-            )
-            row = await cur.fetchone()
-        return bool(row and row[0])
+        async def waiting() -> bool:
+            async with chancy.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE query LIKE %s AND wait_event_type = 'Lock'",
+                    [f"%INSERT INTO {p}jobs%"],
+                )
+                row = await cur.fetchone()
+            return bool(row and row[0])
 
-    await eventually(inserting, message="the first batch is being inserted")
-    pushing.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await pushing
+        await eventually(waiting, message="the first batch waits for the table lock")
+        pushing.cancel()
+        await locker.commit()  # the insert goes on, then its transaction rolls back
+        with pytest.raises(asyncio.CancelledError):
+            await pushing
     assert await _stored(chancy) == 0

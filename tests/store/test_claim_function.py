@@ -8,8 +8,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
+from psycopg.rows import dict_row
+
 from chancy import Chancy, Job, Limit, QueuedJob, Reference
 from chancy.outcome import Outcome, build_outcome, evolve
+from chancy.store import run
 from chancy.store.encode import _uuid_array_literal
 from chancy.store.loader import _fragments
 
@@ -74,10 +77,6 @@ async def test_a_claim_commits_durably(chancy: Chancy) -> None:
     """job_fetch must not turn synchronous_commit off for its transaction (see jobs.sql): a
     claim undone by a crash of PostgreSQL leaves the worker holding jobs that are pending
     again; claiming one it still holds runs it twice in one process and loses an outcome."""
-    from psycopg.rows import dict_row
-
-    from chancy.store import run
-
     await chancy.push(Job(func="tests.jobs.noop", queue="c"))
     pool = await chancy.open()
     async with pool.connection() as conn:
