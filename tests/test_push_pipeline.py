@@ -9,12 +9,14 @@ batch fails at its commit after the next one has been written.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import psycopg
 import pytest
 
 from chancy import Chancy, Job
 from chancy.errors import PushError
+from chancy.store import runner
 from tests.conftest import eventually
 
 
@@ -130,9 +132,8 @@ async def test_a_cancelled_push_rolls_back_the_batch_it_was_writing(
         async def waiting() -> bool:
             async with chancy.pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE query LIKE %s AND wait_event_type = 'Lock'",
-                    [f"%INSERT INTO {p}jobs%"],
+                    "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+                    [f"{p}jobs"],
                 )
                 row = await cur.fetchone()
             return bool(row and row[0])
@@ -142,4 +143,95 @@ async def test_a_cancelled_push_rolls_back_the_batch_it_was_writing(
         await locker.commit()  # the insert goes on, then its transaction rolls back
         with pytest.raises(asyncio.CancelledError):
             await pushing
+    assert await _stored(chancy) == 0
+
+
+def _keyed(keys: range, func: str = "tests.jobs.noop") -> list[Job]:
+    return [Job(func=func, kwargs={"k": k}, unique_key=f"k{k}") for k in keys]
+
+
+def _inserts(chancy: Chancy, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the push INSERT statements run from now on, in order."""
+    names = {
+        chancy.store.q[n]: n
+        for n in ("job_insert_many_plain", "job_insert_many_lean", "job_insert_many")
+    }
+    seen: list[str] = []
+    real = runner.run_spec
+
+    async def recording(cur: Any, spec: Any) -> Any:
+        if spec.query in names:
+            seen.append(names[spec.query])
+        return await real(cur, spec)
+
+    monkeypatch.setattr(runner, "run_spec", recording)
+    return seen
+
+
+async def test_keys_bet_new_but_live_are_skipped_by_a_second_try(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """push_many inserts a batch with unique keys without ON CONFLICT first; a key that is
+    live fails that try, which rolls back, and the batch is written again with ON CONFLICT,
+    as are the push's later batches. Jobs with live keys map to the live jobs."""
+    live = [r async for batch in chancy.push_many(_keyed(range(300))) for r in batch]
+    statements = _inserts(chancy, monkeypatch)
+    jobs = _keyed(range(1000))  # k0-k299 live
+    refs = [r async for batch in chancy.push_many(jobs, batch_size=200) for r in batch]
+    assert refs[:300] == live
+    assert len(set(refs[300:]) - set(live)) == 700
+    assert await _stored(chancy) == 1000
+    # Batch 1 (live keys) and batch 2 (encoded and primed while batch 1 was written) bet
+    # and lost; batches 3-5 no longer bet.
+    assert statements == [
+        "job_insert_many_plain",
+        "job_insert_many_lean",
+        "job_insert_many_plain",
+        "job_insert_many_lean",
+        "job_insert_many_lean",
+        "job_insert_many_lean",
+        "job_insert_many_lean",
+    ]
+    stored = await chancy.get_jobs(refs)
+    assert [j.kwargs["k"] for j in stored] == list(range(1000))
+
+
+async def test_a_push_whose_keys_are_new_bets_on_them_in_every_batch(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements = _inserts(chancy, monkeypatch)
+    refs = [
+        r async for batch in chancy.push_many(_keyed(range(600)), batch_size=200) for r in batch
+    ]
+    assert len(set(refs)) == 600 and await _stored(chancy) == 600
+    assert statements == ["job_insert_many_plain"] * 3
+
+
+async def test_concurrent_pushes_of_the_same_keys_store_each_key_once(chancy: Chancy) -> None:
+    """Two pushers betting on the same keys: the second waits for the first's rows, loses
+    its bet once they commit, and maps its jobs to them."""
+
+    async def push() -> list[Any]:
+        return [
+            r
+            async for batch in chancy.push_many(_keyed(range(1500)), batch_size=500)
+            for r in batch
+        ]
+
+    first, second = await asyncio.gather(push(), push())
+    assert first == second
+    assert len(set(first)) == 1500 and await _stored(chancy) == 1500
+
+
+async def test_a_batch_refused_for_another_reason_is_not_written_again(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a live key makes a lost bet: any other failure of the first try fails the push."""
+    await _fail_on(chancy, "tests.jobs.add", at_commit=False)
+    statements = _inserts(chancy, monkeypatch)
+    jobs = [*_keyed(range(199)), *_keyed(range(199, 200), "tests.jobs.add")]
+    with pytest.raises(Exception, match=r"refused tests\.jobs\.add"):
+        async for _ in chancy.push_many(jobs, batch_size=200):
+            pass
+    assert statements == ["job_insert_many_plain"]
     assert await _stored(chancy) == 0

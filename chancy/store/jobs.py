@@ -76,9 +76,20 @@ class JobSpecs:
         return self.job_push_encoded(encoded, notify=notify, copy_threshold=copy_threshold)
 
     def job_push_encoded(
-        self, encoded: list[EncodedJob], *, notify: bool, copy_threshold: int = COPY_THRESHOLD
+        self,
+        encoded: list[EncodedJob],
+        *,
+        notify: bool,
+        copy_threshold: int = COPY_THRESHOLD,
+        fresh_keys: bool = False,
     ) -> Plan[list[Reference]]:
-        """``job_push`` of jobs already encoded (``encode_job``, in the batch's order)."""
+        """``job_push`` of jobs already encoded (``encode_job``, in the batch's order).
+
+        With ``fresh_keys``, a lean batch with unique keys is inserted without ON CONFLICT
+        (``job_insert_many_plain``), on the bet that its keys are new: a key that is live
+        fails the statement with a unique violation (``live_key_conflict``), and the caller
+        rolls back and pushes the batch again without ``fresh_keys``. Only for a plan that is
+        the first statement of a transaction of its own (``push_many``)."""
         if not encoded:
             return []
         first_by_key: dict[str, EncodedJob] = {}
@@ -128,7 +139,7 @@ class JobSpecs:
         replaced: dict[uuid.UUID, uuid.UUID] = {}
         for _ in range(10):
             with gc_paused():
-                spec = self._job_insert_spec(pending, notify)
+                spec = self._job_insert_spec(pending, notify, fresh_keys)
             result = yield spec
             if result["ids"] is None:
                 break  # all inserted
@@ -157,7 +168,9 @@ class JobSpecs:
         with gc_paused():
             return [Reference(replaced.get(i, i)) for i in refs]
 
-    def _job_insert_spec(self, rows: list[EncodedJob], notify: bool) -> Spec[Any]:
+    def _job_insert_spec(
+        self, rows: list[EncodedJob], notify: bool, fresh_keys: bool = False
+    ) -> Spec[Any]:
         # Array literals, not lists: see job_complete_many.
         params: dict[str, Any] = {
             "ids": _uuid_array_literal([r.id for r in rows]),
@@ -172,7 +185,10 @@ class JobSpecs:
         lean = insert_is_lean(rows)
         if any(r.unique_key is not None for r in rows):
             params["unique_keys"] = _text_array_literal([r.unique_key for r in rows])
+            if lean and fresh_keys:
+                return Spec(self.q["job_insert_many_plain"], params, fetch="one")
         elif lean:
+            params["unique_keys"] = None  # no key can conflict: no ON CONFLICT
             return Spec(self.q["job_insert_many_plain"], params, fetch="one")
         else:
             params["unique_keys"] = _text_array_literal([None] * len(rows))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import LiteralString
 
+import psycopg
+
 from chancy.store.claims import Claim, ClaimSpecs
 from chancy.store.encode import COPY_THRESHOLD, EncodedJob, encode_job
 from chancy.store.jobs import JobSpecs
@@ -33,6 +35,14 @@ class Store(JobSpecs, ClaimSpecs, QueueSpecs):
         self.prefix = prefix
         self.q = queries("chancy.store.sql", prefix)
         self.channel = f"{prefix}events"
+
+    def live_key_conflict(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a push's unique violation on the live unique keys' index: what
+        ``job_push_encoded(..., fresh_keys=True)`` raises when a key it bet on is live."""
+        return (
+            isinstance(exc, psycopg.errors.UniqueViolation)
+            and exc.diag.constraint_name == f"{self.prefix}jobs_unique_key"
+        )
 
     def q_migrate(self, name: str) -> LiteralString:
         """A query of the migration machinery (migrate.sql)."""

@@ -350,8 +350,8 @@ PROGRESS = '{"fraction": 0.5, "message": "half way", "data": {"offset": 5}}'
 def _push(
     unique: bool, lean: bool = False, plain: bool = False
 ) -> Callable[[State], dict[str, Any]]:
-    lean_omits = ("limits", "metas", "scheduled_ats", "partition_keys", "deadlines")
-    omits = (*lean_omits, "unique_keys") if plain else lean_omits if lean else ()
+    omits = ("limits", "metas", "scheduled_ats", "partition_keys", "deadlines")
+    omits = omits if lean or plain else ()
 
     def params(s: State) -> dict[str, Any]:
         n = 500
@@ -365,7 +365,9 @@ def _push(
             "priorities": [0] * n,
             "max_attempts": [1] * n,
             "scheduled_ats": [None] * n,
-            "unique_keys": [f"key-{i * 10}" if unique else None for i in range(n)],
+            "unique_keys": (
+                [f"key-{i * 10}" for i in range(n)] if unique else None if plain else [None] * n
+            ),
             "partition_keys": [None] * n,
             "deadlines": [None] * n,
             "notify": True,
@@ -441,6 +443,7 @@ CASES: dict[str, Case] = {
     "job_insert_many_lean": _core("job_insert_many_lean")(_push(unique=False, lean=True)),
     "job_insert_many_lean_unique": _core("job_insert_many_lean")(_push(unique=True, lean=True)),
     "job_insert_many_plain": _core("job_insert_many_plain")(_push(unique=False, plain=True)),
+    "job_insert_many_plain_unique": _core("job_insert_many_plain")(_push(unique=True, plain=True)),
     "job_live_by_unique_keys": _core("job_live_by_unique_keys")(
         lambda s: {"keys": [f"key-{i * 10}" for i in range(500)]}
     ),

@@ -140,6 +140,22 @@ taken.n < %(limit)s::integer AND (
     ) AS due
 ) > (SELECT count(*) FROM picked)
 
+-- name: push_lean_rows
+-- The INSERT ... SELECT of job_insert_many_lean and job_insert_many_plain (before ON
+-- CONFLICT and RETURNING): the lean batch's columns; the others take their defaults, or the
+-- queue's key '' and default deadline. A NULL %(unique_keys)s (a batch without keys) reads as
+-- a column of NULLs (unnest pads the shorter arrays).
+INSERT INTO {prefix}jobs AS j
+        (id, queue, func, kwargs, priority, max_attempts, unique_key, partition_key, deadline)
+    SELECT u.id, u.queue, u.func, u.kwargs, u.priority, u.max_attempts, u.unique_key,
+           CASE WHEN kq.name IS NOT NULL THEN '' END,
+           now() + make_interval(secs => dq.default_deadline)
+    FROM unnest(
+        %(ids)s::uuid[], %(queues)s::text[], %(funcs)s::text[], %(kwargs)s::jsonb[],
+        %(priorities)s::int[], %(max_attempts)s::int[], %(unique_keys)s::text[]
+    ) WITH ORDINALITY AS u(id, queue, func, kwargs, priority, max_attempts, unique_key, ord)
+    {push_queue_joins}
+
 -- name: push_queue_joins
 -- Each pushed job's queue, if it stores keyless jobs with the key '' (kq) or has a default
 -- deadline (dq), and the rows in the caller's order: the end of a push's INSERT ... SELECT
