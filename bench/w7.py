@@ -168,16 +168,21 @@ class Connections:
         peak, self.peak = self.peak, 0
         return peak
 
+    async def sample(self, conn: Any) -> None:
+        """One sample, on ``conn`` (also taken at the end of a drain: a drain of a few
+        hundred jobs can end between two samples of the loop, before a host's pool
+        connection was seen)."""
+        cur = await conn.execute(queries("bench_")["w7_connections"])
+        row = await cur.fetchone()
+        if row is not None:
+            self.peak = max(self.peak, int(row["total"]))
+            self.hosts = max(self.hosts, int(row["hosts"]))
+
     async def _run(self) -> None:
-        query = queries("bench_")["w7_connections"]
         conn = await connect(self.dsn)
         async with conn:
             while not self._stop.is_set():
-                cur = await conn.execute(query)
-                row = await cur.fetchone()
-                if row is not None:
-                    self.peak = max(self.peak, int(row["total"]))
-                    self.hosts = max(self.hosts, int(row["hosts"]))
+                await self.sample(conn)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 0.05)
 
@@ -203,6 +208,7 @@ async def combination(
         try:
             fleet.go()
             seen, complete = await poll_drained(conn, prefix, fleet, cap=opts.cap)
+            await connections.sample(conn)
             row.connections_drain = connections.take()
             row.hosts_seen = connections.hosts
             done, seconds, first = await drain_window(conn, prefix, queue)
