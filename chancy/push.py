@@ -90,9 +90,8 @@ async def push_many(
     if batch is None:
         return
     committed_batches = committed_jobs = 0
-    fresh_keys = True  # until a batch finds a key of its live (see FRESH_KEYS_MIN)
-    with gc_paused():
-        encoded = [encode_job(job, i) for i, job in enumerate(chancy.hooks.push(batch, chancy))]
+    fresh_keys = True  # until a batch finds one of its unique keys live (FRESH_KEYS_MIN)
+    encoded = await _encode_in_slices(chancy, batch)
     writing = _Write(chancy, *_plans(chancy, encoded, fresh_keys), may_commit=True)
     following_write: _Write | None = None
     try:
