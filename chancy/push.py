@@ -251,11 +251,24 @@ async def _encode_in_slices(chancy: Chancy, jobs: list[Job]) -> list[EncodedJob]
 def sync_push_many(
     chancy: Chancy, jobs: Iterable[JobLike], batch_size: int
 ) -> Iterator[list[Reference]]:
-    """``push_many`` for sync code: a generator, each batch pushed as iteration reaches it."""
+    """``push_many`` for sync code: a generator, each batch pushed as iteration reaches it,
+    in a transaction of its own; the bet on new unique keys as in ``push_many``."""
     pushed = 0
+    fresh_keys = True
     for n, batch in enumerate(batches(jobs, batch_size)):
         try:
-            refs = chancy.db.run_sync(plan(chancy, batch), transaction=True)
+            with gc_paused():
+                encoded = [
+                    encode_job(job, i) for i, job in enumerate(chancy.hooks.push(batch, chancy))
+                ]
+            work, retry = _plans(chancy, encoded, fresh_keys)
+            try:
+                refs = chancy.db.run_sync(work, transaction=True)
+            except Exception as exc:
+                if retry is None or not chancy.store.live_key_conflict(exc):
+                    raise
+                fresh_keys = False  # that try rolled back; again, skipping live keys
+                refs = chancy.db.run_sync(retry(), transaction=True)
         except Exception as exc:
             if n == 0:
                 raise

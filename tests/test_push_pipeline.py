@@ -235,3 +235,40 @@ async def test_a_batch_refused_for_another_reason_is_not_written_again(
             pass
     assert statements == ["job_insert_many_plain"]
     assert await _stored(chancy) == 0
+
+
+def test_sync_push_many_bets_on_new_keys_too(dsn: str, prefix: str) -> None:
+    """sync_push_many: a batch whose keys are live is written again, skipping them; the
+    batches after it no longer bet."""
+    app = Chancy(dsn, prefix=prefix, no_default_plugins=True, max_connection_pool_size=2)
+    asyncio.run(app.migrate())
+    asyncio.run(app.close())
+    seen: list[str] = []
+    names = {app.store.q[n]: n for n in ("job_insert_many_plain", "job_insert_many_lean")}
+    real = runner.run_spec_sync
+
+    def recording(cur: Any, spec: Any) -> Any:
+        if spec.query in names:
+            seen.append(names[spec.query])
+        return real(cur, spec)
+
+    try:
+        with app:
+            live = [r for b in app.sync_push_many(_keyed(range(150)), batch_size=150) for r in b]
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(runner, "run_spec_sync", recording)
+                refs = [
+                    r for b in app.sync_push_many(_keyed(range(600)), batch_size=200) for r in b
+                ]
+            assert refs[:150] == live and len(set(refs)) == 600
+            stored = app.sync_get_jobs(refs)
+            assert [j.kwargs["k"] for j in stored] == list(range(600))
+            assert seen == [
+                "job_insert_many_plain",  # k0-k149 live: lost
+                "job_insert_many_lean",
+                "job_insert_many_lean",
+                "job_insert_many_lean",
+            ]
+    finally:
+        asyncio.run(app.migrate(to_version=0))
+        asyncio.run(app.close())
