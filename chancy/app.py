@@ -120,6 +120,9 @@ class Chancy(JobActions, QueueOperations):
         self.connect_timeout = connect_timeout
         self.max_result_size = max_result_size
         self.store = Store(self.prefix)
+        #: push_many's guess that the unique keys of its next batch are new: what its last
+        #: batch with keys found (chancy/push.py, FRESH_KEYS_MIN). Not job state: a hint.
+        self.keys_seen_new = True
         self.plugins: dict[str, Plugin] = {}
         for plugin in plugins or ():
             identifier = plugin.get_identifier()

@@ -41,8 +41,11 @@ ENCODE_SLICE = 200
 #: push_many inserts a batch of at least this many jobs with unique keys without ON CONFLICT
 #: first, betting that its keys are new (``job_insert_many_plain``: 6.5 instead of 7.8 ms per
 #: 1,000 jobs); a live key rolls that try back and the batch is written again with ON
-#: CONFLICT, and so are the rest of the push's batches. Below this size the bet saves less
-#: than a lost one costs (a round trip and a rollback).
+#: CONFLICT (a lost bet cost 4-5 ms per 1,000 jobs here). Below this size the bet saves
+#: less than a lost one costs. It bets while the app's last batch with unique keys found
+#: them all new (``Chancy.keys_seen_new``): a push that keeps finding its keys live (one
+#: that re-pushes a periodic set, say) stops betting after one loss, and starts again once
+#: a batch finds its keys new.
 FRESH_KEYS_MIN = 100
 
 JobLike = Job | Any  # a Job, or a function decorated with @job
@@ -90,9 +93,8 @@ async def push_many(
     if batch is None:
         return
     committed_batches = committed_jobs = 0
-    fresh_keys = True  # until a batch finds one of its unique keys live (FRESH_KEYS_MIN)
     encoded = await _encode_in_slices(chancy, batch)
-    writing = _Write(chancy, *_plans(chancy, encoded, fresh_keys), may_commit=True)
+    writing = _Write(chancy, encoded, *_plans(chancy, encoded), may_commit=True)
     following_write: _Write | None = None
     try:
         while True:
@@ -104,17 +106,17 @@ async def push_many(
                     ahead = await _encode_in_slices(chancy, following)
                 except Exception as exc:
                     failed = exc  # raised once the batch being written has committed
-                if ahead is not None and await writing.statements_done():
-                    following_write = _Write(
-                        chancy, *_plans(chancy, ahead, fresh_keys), may_commit=False
-                    )
+                if ahead is not None:
+                    plans = _plans(chancy, ahead)
+                    if await writing.statements_done():
+                        following_write = _Write(chancy, ahead, *plans, may_commit=False)
             try:
                 refs = await writing.task
             except Exception as exc:
                 if committed_batches == 0:
                     raise
                 raise error(exc, committed_batches, committed_jobs) from exc
-            fresh_keys = fresh_keys and not writing.conflicted
+            _learn(chancy, writing.rows, refs, bet=writing.bet, lost=writing.conflicted)
             committed_batches += 1
             committed_jobs += len(refs)
             yield refs
@@ -141,17 +143,28 @@ class _Abandoned(Exception):
 Retry = Callable[[], Plan[list[Reference]]] | None
 
 
-def _plans(
-    chancy: Chancy, encoded: list[EncodedJob], fresh_keys: bool
-) -> tuple[Plan[list[Reference]], Retry]:
+def _plans(chancy: Chancy, encoded: list[EncodedJob]) -> tuple[Plan[list[Reference]], Retry]:
     """The plan that writes a batch, its first statement built now; and, if that plan bets
     that the batch's unique keys are new (FRESH_KEYS_MIN), the plan to write it with once
     the bet is lost."""
     notify = chancy.notifications
-    if not fresh_keys or len(encoded) < FRESH_KEYS_MIN:
+    if not chancy.keys_seen_new or len(encoded) < FRESH_KEYS_MIN:
         return primed(chancy.store.job_push_encoded(encoded, notify=notify)), None
     first = primed(chancy.store.job_push_encoded(encoded, notify=notify, fresh_keys=True))
     return first, lambda: chancy.store.job_push_encoded(encoded, notify=notify)
+
+
+def _learn(
+    chancy: Chancy, rows: list[EncodedJob], refs: list[Reference], *, bet: bool, lost: bool
+) -> None:
+    """Update ``chancy.keys_seen_new`` from a batch just written: a lost bet says no; a
+    batch with unique keys written without betting says whether any of its jobs was mapped
+    to a live job outside the batch (a bet won says yes, as it already was)."""
+    if lost:
+        chancy.keys_seen_new = False
+    elif not bet and len(rows) >= FRESH_KEYS_MIN and any(r.unique_key for r in rows):
+        ids = {r.id.int for r in rows}
+        chancy.keys_seen_new = all(ref.identifier.int in ids for ref in refs)
 
 
 class _Write:
@@ -163,14 +176,17 @@ class _Write:
     def __init__(
         self,
         chancy: Chancy,
+        rows: list[EncodedJob],
         work: Plan[list[Reference]],
-        retry: Retry = None,
+        retry: Retry,
         *,
         may_commit: bool,
     ) -> None:
         self._written = asyncio.Event()
         self._decided = asyncio.Event()
         self._commit = may_commit
+        self.rows = rows
+        self.bet = retry is not None
         self.conflicted = False
         if may_commit:
             self._decided.set()
@@ -254,21 +270,22 @@ def sync_push_many(
     """``push_many`` for sync code: a generator, each batch pushed as iteration reaches it,
     in a transaction of its own; the bet on new unique keys as in ``push_many``."""
     pushed = 0
-    fresh_keys = True
     for n, batch in enumerate(batches(jobs, batch_size)):
         try:
             with gc_paused():
                 encoded = [
                     encode_job(job, i) for i, job in enumerate(chancy.hooks.push(batch, chancy))
                 ]
-            work, retry = _plans(chancy, encoded, fresh_keys)
+            work, retry = _plans(chancy, encoded)
+            lost = False
             try:
                 refs = chancy.db.run_sync(work, transaction=True)
             except Exception as exc:
                 if retry is None or not chancy.store.live_key_conflict(exc):
                     raise
-                fresh_keys = False  # that try rolled back; again, skipping live keys
+                lost = True  # that try rolled back; again, skipping live keys
                 refs = chancy.db.run_sync(retry(), transaction=True)
+            _learn(chancy, encoded, refs, bet=retry is not None, lost=lost)
         except Exception as exc:
             if n == 0:
                 raise

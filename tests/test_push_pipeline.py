@@ -181,8 +181,9 @@ async def test_keys_bet_new_but_live_are_skipped_by_a_second_try(
     assert refs[:300] == live
     assert len(set(refs[300:]) - set(live)) == 700
     assert await _stored(chancy) == 1000
-    # Batch 1 (live keys) and batch 2 (encoded and primed while batch 1 was written) bet
-    # and lost; batches 3-5 no longer bet.
+    # Batch 1 (live keys) and batch 2 (planned while batch 1 was written) bet and lost;
+    # batches 3 and 4 (planned after those losses) do not bet; batch 3 finds its keys new,
+    # so batch 5, planned after it, bets again (and wins).
     assert statements == [
         "job_insert_many_plain",
         "job_insert_many_lean",
@@ -190,7 +191,7 @@ async def test_keys_bet_new_but_live_are_skipped_by_a_second_try(
         "job_insert_many_lean",
         "job_insert_many_lean",
         "job_insert_many_lean",
-        "job_insert_many_lean",
+        "job_insert_many_plain",
     ]
     stored = await chancy.get_jobs(refs)
     assert [j.kwargs["k"] for j in stored] == list(range(1000))
@@ -205,6 +206,32 @@ async def test_a_push_whose_keys_are_new_bets_on_them_in_every_batch(
     ]
     assert len(set(refs)) == 600 and await _stored(chancy) == 600
     assert statements == ["job_insert_many_plain"] * 3
+
+
+async def test_a_push_that_found_its_keys_live_makes_the_next_one_not_bet(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic re-push of one set of keys loses the bet once, not on every push."""
+    async for _ in chancy.push_many(_keyed(range(1000))):
+        pass
+    statements = _inserts(chancy, monkeypatch)
+    for _ in range(3):
+        refs = [r async for batch in chancy.push_many(_keyed(range(1000))) for r in batch]
+        assert len(set(refs)) == 1000
+    assert statements == [
+        "job_insert_many_plain",  # lost
+        "job_insert_many_lean",
+        "job_insert_many_lean",  # no bet: the keys were live last time (and are again)
+        "job_insert_many_lean",
+    ]
+    assert not chancy.keys_seen_new
+    async for _ in chancy.push_many(_keyed(range(1000, 2000))):  # new keys, no bet
+        pass
+    assert chancy.keys_seen_new
+    async for _ in chancy.push_many(_keyed(range(2000, 3000))):
+        pass
+    assert statements[-2:] == ["job_insert_many_lean", "job_insert_many_plain"]
+    assert await _stored(chancy) == 3000
 
 
 async def test_concurrent_pushes_of_the_same_keys_store_each_key_once(chancy: Chancy) -> None:
@@ -266,8 +293,8 @@ def test_sync_push_many_bets_on_new_keys_too(dsn: str, prefix: str) -> None:
             assert seen == [
                 "job_insert_many_plain",  # k0-k149 live: lost
                 "job_insert_many_lean",
-                "job_insert_many_lean",
-                "job_insert_many_lean",
+                "job_insert_many_lean",  # no bet after a loss; k200-k399 found new
+                "job_insert_many_plain",  # so the next batch bets again
             ]
     finally:
         asyncio.run(app.migrate(to_version=0))
