@@ -242,15 +242,22 @@ class _Write:
             await self.task
 
 
-async def _encode_in_slices(chancy: Chancy, jobs: list[Job]) -> list[EncodedJob]:
-    """``jobs`` after the ``on_push`` hooks, encoded; a batch of at least
-    ``ENCODE_AHEAD_MIN`` jobs ``ENCODE_SLICE`` at a time with the loop free in between (the
-    write of the previous batch goes on meanwhile). ``_plans`` then builds the plan's first
-    statement (the batch's arrays) now too, not once the write has its connection."""
+def _encode(chancy: Chancy, jobs: list[Job]) -> list[EncodedJob]:
+    """``jobs`` after the ``on_push`` hooks, encoded (InvalidJobError before anything is
+    written)."""
     jobs = chancy.hooks.push(jobs, chancy)
+    with gc_paused():
+        return [encode_job(job, i) for i, job in enumerate(jobs)]
+
+
+async def _encode_in_slices(chancy: Chancy, jobs: list[Job]) -> list[EncodedJob]:
+    """``_encode(chancy, jobs)``; a batch of at least ``ENCODE_AHEAD_MIN`` jobs
+    ``ENCODE_SLICE`` at a time with the loop free in between (the write of the previous
+    batch goes on meanwhile). ``_plans`` then builds the plan's first statement (the batch's
+    arrays) now too, not once the write has its connection."""
     if len(jobs) < ENCODE_AHEAD_MIN:
-        with gc_paused():
-            return [encode_job(job, i) for i, job in enumerate(jobs)]
+        return _encode(chancy, jobs)
+    jobs = chancy.hooks.push(jobs, chancy)
     encoded: list[EncodedJob] = []
     # The collector stays off for the whole batch (see gc_paused), not slice by slice: on
     # between slices, it walked the caller's jobs again after every few slices.
@@ -272,10 +279,7 @@ def sync_push_many(
     pushed = 0
     for n, batch in enumerate(batches(jobs, batch_size)):
         try:
-            with gc_paused():
-                encoded = [
-                    encode_job(job, i) for i, job in enumerate(chancy.hooks.push(batch, chancy))
-                ]
+            encoded = _encode(chancy, batch)
             work, retry = _plans(chancy, encoded)
             lost = False
             try:

@@ -58,14 +58,14 @@ WITH ins AS (
 {push_wake}
 
 -- name: job_insert_many_plain
--- job_insert_many_lean without ON CONFLICT, which makes every row a speculative insertion
--- (checked against the unique index first, confirmed after: one more WAL record per row).
--- For a batch without unique keys (%(unique_keys)s NULL), which can never conflict: a batch
--- of 1,000 took 4.1 instead of 4.7 ms to execute here. And for push_many's first try of a
--- batch with unique keys, on the bet that they are new (6.5 instead of 7.8 ms per 1,000 with
--- the commit): a key that is live fails the statement with a unique violation on the
--- unique_key index, and push_many writes the batch again in a new transaction with
--- job_insert_many_lean (chancy/push.py, _Write).
+-- job_insert_many_lean without its ON CONFLICT (which makes every row a speculative
+-- insertion: checked against the unique index first, confirmed after, one more WAL record
+-- per row). For a batch without unique keys (%(unique_keys)s NULL), which can never
+-- conflict: a batch of 1,000 took 4.1 instead of 4.7 ms to execute here. And for the first
+-- try of a push_many batch with unique keys, on the bet that they are new (6.5 instead of
+-- 7.8 ms per 1,000 with the commit): a key that is live fails the statement with a unique
+-- violation on the unique_key index, and the batch is written again in a new transaction
+-- with job_insert_many_lean (chancy/push.py, FRESH_KEYS_MIN).
 WITH ins AS (
     {push_lean_rows}
     RETURNING j.id, j.queue
