@@ -210,8 +210,10 @@ async def test_lean_batches_store_what_the_full_statements_store(chancy: Chancy)
     their defaults is written without those columns (job_copy_lean, job_insert_many_lean);
     one job that sets any of them sends the batch through the full statement, and so does a
     queue that fills them in (per-key limits, a default deadline) for COPY, which cannot
-    read the queue. Every path stores the same rows."""
-    from chancy.store.encode import copy_is_lean, encode_job, insert_is_lean
+    read the queue. Every path stores the same rows: COPY of a first batch (encoded while
+    COPY sends it, job_copy_streamed) and of a later one (encoded while the batch before is
+    written), and the INSERT."""
+    from chancy.store.encode import encode_job, insert_is_lean, jobs_are_lean
 
     await chancy.declare(Queue("copy.deadline", default_deadline=3600), upsert=True)
     await chancy.declare(Queue("copy.keyed", partition_concurrency=5), upsert=True)
@@ -238,24 +240,25 @@ async def test_lean_batches_store_what_the_full_statements_store(chancy: Chancy)
         "key": Job(func="tests.jobs.noop", partition_key="k"),
     }
     for name, odd in odd_ones.items():
-        batch = [
-            encode_job(j) for j in jobs("copy.lean", dataclasses.replace(odd, queue="copy.lean"))
-        ]
-        assert not copy_is_lean(batch, set(), {}), name
-        assert not insert_is_lean(batch), name
-    plain = [encode_job(j) for j in jobs("copy.lean")]
-    assert copy_is_lean(plain, set(), {}) and insert_is_lean(plain)
-    assert not copy_is_lean(plain, {"copy.lean"}, {})
-    assert not copy_is_lean(plain, set(), {"copy.lean": 60.0})
+        source = jobs("copy.lean", dataclasses.replace(odd, queue="copy.lean"))
+        assert not jobs_are_lean(source), name
+        assert not insert_is_lean([encode_job(j) for j in source]), name
+    plain = jobs("copy.lean")
+    assert jobs_are_lean(plain) and insert_is_lean([encode_job(j) for j in plain])
 
     columns = (
         "kwargs, limits, meta, priority, max_attempts, state, attempts, partition_key,"
         " scheduled_at = created_at AS due_at_push, deadline - scheduled_at AS deadline_after"
     )
 
-    async def stored(queue: str, batch_size: int, odd: Job | None = None) -> list[tuple[Any, ...]]:
+    async def stored(
+        queue: str, batch_size: int, odd: Job | None = None, *, later: bool = False
+    ) -> list[tuple[Any, ...]]:
         source = jobs(queue, None if odd is None else dataclasses.replace(odd, queue=queue))
+        if later:  # the jobs make the second batch, after one of 2,500 others
+            source = [*jobs("copy.filler"), *source]
         refs = [r async for b in chancy.push_many(source, batch_size=batch_size) for r in b]
+        refs = refs[2500:] if later else refs
         async with chancy.pool.connection() as conn:
             rows = await (
                 await conn.execute(
@@ -267,19 +270,25 @@ async def test_lean_batches_store_what_the_full_statements_store(chancy: Chancy)
 
     lean = await stored("copy.lean", 10_000)
     assert lean == await stored("copy.insert", 100)
+    assert lean == await stored("copy.later", 2500, later=True)
     # A job with meta in the last batch: that batch goes through the full statements.
     odd = odd_ones["meta"]
-    for path, batch_size in (("copy.full", 10_000), ("insert.full", 100)):
-        full = await stored(path, batch_size, odd)
+    for path, batch_size, after in (
+        ("copy.full", 10_000, False),
+        ("copy.full.later", 2500, True),
+        ("insert.full", 100, False),
+    ):
+        full = await stored(path, batch_size, odd, later=after)
         assert full[:-1] == lean[:-1] and full[-1][2] == {"m": 1}, path
     assert all(row[8] and row[9] is None for row in lean)  # due at push, no deadline
     assert [row[0] for row in lean[:2]] == [{}, {"i": 1, "s": "back\\slash\ttab"}]
     assert [row[3:5] for row in lean[:4]] == [(0, 1), (1, 2), (2, 3), (0, 4)]
     # The queues that fill columns in get them, through the full COPY or the lean INSERT.
-    for batch_size in (10_000, 100):
-        deadlines = {row[9] for row in await stored("copy.deadline", batch_size)}
+    for batch_size, after in ((10_000, False), (2500, True), (100, False)):
+        deadlines = {row[9] for row in await stored("copy.deadline", batch_size, later=after)}
         assert deadlines == {timedelta(hours=1)}, batch_size
-        assert {row[7] for row in await stored("copy.keyed", batch_size)} == {""}, batch_size
+        keys = {row[7] for row in await stored("copy.keyed", batch_size, later=after)}
+        assert keys == {""}, batch_size
 
 
 async def test_push_many_unique_keys_in_caller_order(chancy: Chancy) -> None:

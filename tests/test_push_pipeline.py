@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from chancy import Chancy, Job
-from chancy.errors import PushError
+from chancy.errors import InvalidJobError, PushError
 from chancy.store import runner
 from tests.conftest import eventually
 
@@ -299,3 +299,17 @@ def test_sync_push_many_bets_on_new_keys_too(dsn: str, prefix: str) -> None:
     finally:
         asyncio.run(app.migrate(to_version=0))
         asyncio.run(app.close())
+
+
+async def test_a_first_copy_batch_with_a_bad_job_writes_nothing(chancy: Chancy) -> None:
+    """The first batch for COPY is encoded while COPY sends it: a job that cannot be
+    encoded, found after rows were sent, fails the COPY and its transaction rolls back."""
+    jobs = _jobs(3000)
+    jobs[2600] = Job(func="tests.jobs.noop", kwargs={"bad": object()})
+    with pytest.raises(InvalidJobError, match=r"job 2600 \(tests\.jobs\.noop\): kwargs"):
+        async for _ in chancy.push_many(jobs, batch_size=10_000):
+            pass
+    assert await _stored(chancy) == 0
+    # The connection went back to the pool usable.
+    refs = [r async for b in chancy.push_many(_jobs(3000), batch_size=10_000) for r in b]
+    assert len(refs) == 3000 and await _stored(chancy) == 3000

@@ -11,7 +11,7 @@ from typing import Any
 
 from chancy.errors import InvalidJobError
 from chancy.job import DefaultNow, Job, QueuedJob
-from chancy.utils import chancy_uuid, json_dumps, jsonb_dumps
+from chancy.utils import chancy_uuid, gc_paused, json_dumps, jsonb_dumps
 
 log = logging.getLogger("chancy.store")
 
@@ -135,6 +135,8 @@ def _text_array_literal(values: Sequence[str | None]) -> str:
 
 #: Rows per chunk written to COPY.
 _COPY_CHUNK = 2000
+#: Jobs encoded at a time by ``copy_streamed`` (about 1 ms of the event loop each).
+_STREAM_SLICE = 500
 _COPY_NULL = "\\N"
 #: Distinct texts kept escaped while a batch is written (queues, functions, meta, limits).
 _ESCAPED_MAX = 10_000
@@ -165,11 +167,41 @@ def insert_is_lean(rows: list[EncodedJob]) -> bool:
     return True
 
 
-def copy_is_lean(rows: list[EncodedJob], keyed: set[str], defaults: dict[str, float]) -> bool:
-    """``insert_is_lean``, for a COPY batch, whose columns the server cannot fill in from the
-    queue: none of its queues stores keyless jobs with the key '' (``keyed``) or has a
-    default deadline (``defaults``)."""
-    return not any(r.queue in keyed or r.queue in defaults for r in rows) and insert_is_lean(rows)
+def jobs_are_lean(jobs: Sequence[Job]) -> bool:
+    """``insert_is_lean`` of these jobs once encoded, read from the jobs themselves."""
+    for j in jobs:
+        if (
+            type(j.scheduled_at) is not DefaultNow
+            or j.deadline is not None
+            or j.partition_key is not None
+            or j.limits
+            or j.meta
+        ):
+            return False
+    return True
+
+
+def copy_streamed(
+    jobs: Sequence[Job],
+    ids: list[uuid.UUID],
+    now: datetime,
+    keyed: set[str],
+    defaults: dict[str, float],
+    *,
+    lean: bool,
+) -> Iterator[str]:
+    """``_copy_text`` of ``jobs``, each slice of ``_STREAM_SLICE`` encoded only when COPY
+    asks for it (the server stores the rows sent while the next are encoded); their ids are
+    appended to ``ids``. A job that cannot be encoded raises InvalidJobError here, which
+    fails the COPY (its transaction rolls back)."""
+    for start in range(0, len(jobs), _STREAM_SLICE):
+        with gc_paused():
+            rows = [
+                encode_job(job, i)
+                for i, job in enumerate(jobs[start : start + _STREAM_SLICE], start)
+            ]
+        ids.extend([r.id for r in rows])
+        yield from _copy_text(rows, now, keyed, defaults, lean=lean)
 
 
 def _copy_text(
@@ -181,7 +213,7 @@ def _copy_text(
     lean: bool = False,
 ) -> Iterator[str]:
     """The rows of job_copy in COPY's text format, in chunks of ``_COPY_CHUNK`` rows; with
-    ``lean`` (``copy_is_lean``), the rows of job_copy_lean.
+    ``lean`` (``JobSpecs._copy``), the rows of job_copy_lean.
 
     Built here rather than adapted value by value by ``write_row``: that costs several
     microseconds per row in Python, more than encoding the job. JSON texts from json_dumps

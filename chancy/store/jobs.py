@@ -6,7 +6,7 @@ Mixed into ``Store``; ``self.q`` holds the named queries of ``chancy/store/sql``
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -23,9 +23,10 @@ from chancy.store.encode import (
     _outcome_json,
     _text_array_literal,
     _uuid_array_literal,
-    copy_is_lean,
+    copy_streamed,
     encode_job,
     insert_is_lean,
+    jobs_are_lean,
 )
 from chancy.store.loader import Queries
 from chancy.store.queues import _one
@@ -107,24 +108,14 @@ class JobSpecs:
             rows.append(row)
 
         if not first_by_key and len(rows) >= copy_threshold:
-            prepared = yield Spec(
-                self.q["job_copy_prepare"],
-                {"queues": sorted({r.queue for r in rows})},
-                fetch="one",
-            )
-            now = prepared["now"]
-            # Keyless jobs of queues with per-key limits get the key '' (see job_insert_many).
-            keyed = set(prepared["keyed_queues"])
-            defaults = {k: float(v) for k, v in prepared["default_deadlines"].items()}
-            lean = copy_is_lean(rows, keyed, defaults)
-            yield Spec(
-                self.q["job_copy_lean" if lean else "job_copy"],
-                fetch="copy",
-                data=_copy_text(rows, now, keyed, defaults, lean=lean),
-            )
-            if notify:
-                for queue in sorted({r.queue for r in rows}):
-                    yield self.notify(events.QUEUE_PUSHED, {"q": queue})
+
+            def data(
+                now: datetime, keyed: set[str], defaults: dict[str, float], lean: bool
+            ) -> Iterable[str]:
+                return _copy_text(rows, now, keyed, defaults, lean=lean)
+
+            queues = sorted({r.queue for r in rows})
+            yield from self._copy(queues, insert_is_lean(rows), data, notify)
             with gc_paused():
                 return [Reference(i) for i in refs]
 
@@ -167,6 +158,47 @@ class JobSpecs:
             )
         with gc_paused():
             return [Reference(replaced.get(i, i)) for i in refs]
+
+    def job_copy_streamed(self, jobs: Sequence[Job], *, notify: bool) -> Plan[list[Reference]]:
+        """``job_push`` of a batch for COPY (no unique keys, at least COPY_THRESHOLD jobs),
+        encoded while COPY sends it, not first: the server stores the first rows while the
+        next are encoded (push_many's first batch). A job that cannot be encoded fails the
+        COPY (InvalidJobError); nothing of the batch is written once its transaction rolls
+        back."""
+        ids: list[uuid.UUID] = []
+
+        def data(
+            now: datetime, keyed: set[str], defaults: dict[str, float], lean: bool
+        ) -> Iterable[str]:
+            return copy_streamed(jobs, ids, now, keyed, defaults, lean=lean)
+
+        queues = sorted({j.queue for j in jobs})
+        yield from self._copy(queues, jobs_are_lean(jobs), data, notify)
+        with gc_paused():
+            return [Reference(i) for i in ids]
+
+    def _copy(
+        self,
+        queues: list[str],
+        lean_rows: bool,
+        data: Callable[[datetime, set[str], dict[str, float], bool], Iterable[str]],
+        notify: bool,
+    ) -> Plan[None]:
+        """The COPY of a batch of ``queues``: with job_copy_lean when its rows are
+        (``lean_rows``, ``insert_is_lean``) and no queue fills a column in."""
+        prepared = yield Spec(self.q["job_copy_prepare"], {"queues": queues}, fetch="one")
+        # Keyless jobs of queues with per-key limits get the key '' (see job_insert_many).
+        keyed = set(prepared["keyed_queues"])
+        defaults = {k: float(v) for k, v in prepared["default_deadlines"].items()}
+        lean = lean_rows and not any(q in keyed or q in defaults for q in queues)
+        yield Spec(
+            self.q["job_copy_lean" if lean else "job_copy"],
+            fetch="copy",
+            data=data(prepared["now"], keyed, defaults, lean),
+        )
+        if notify:
+            for queue in queues:
+                yield self.notify(events.QUEUE_PUSHED, {"q": queue})
 
     def _job_insert_spec(
         self, rows: list[EncodedJob], notify: bool, fresh_keys: bool = False
