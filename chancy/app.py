@@ -268,11 +268,13 @@ class Chancy(JobActions, QueueOperations):
 
         While a batch is written, the next one is read from ``jobs`` and encoded on the event
         loop, a few hundred jobs at a time between the write's steps, so encoding overlaps the
-        database's work (a batch is checked and encoded in full before any of it is written,
-        as always). Once a batch's statements have run, the next one is written on a second
-        pool connection while the first commits; it commits only after the batch before it
-        and only when the iteration asks for it, so a loop that stops early (``break``,
-        ``aclose``) leaves nothing of the next batch.
+        database's work (a batch is checked and encoded in full before any of it is written;
+        a first batch big enough for COPY is encoded as COPY sends it, and a bad job in it
+        rolls the whole batch back: nothing of a bad batch is stored). Once a batch's
+        statements have run, the next one is written on a second pool connection while the
+        first commits; it commits only after the batch before it and only when the
+        iteration asks for it, so a loop that stops early (``break``, ``aclose``) leaves
+        nothing of the next batch.
         """
         if batch_size < 1:
             raise ConfigurationError("batch_size must be at least 1")

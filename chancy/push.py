@@ -2,7 +2,9 @@
 and written while the one before commits.
 
 Every push form goes through ``plan``: the plugins' ``on_push`` hooks, then the store's push
-plan (validated and encoded before anything is written). ``push_many`` overlaps encoding
+plan (validated and encoded before anything is written; ``push_many``'s first batch, when
+it goes by COPY, is encoded as COPY sends it, and a bad job in it rolls the whole batch
+back). ``push_many`` overlaps encoding
 with the database's work: while a batch is written, the next one is read from the caller's
 iterable and encoded on the event loop in slices, so the write's own steps (sending COPY
 data, reading results) run between them. An encoding thread did this before, but it held
@@ -101,7 +103,7 @@ async def push_many(
         work = primed(chancy.store.job_copy_streamed(hooked, notify=chancy.notifications))
         writing = _Write(chancy, [], work, None, may_commit=True)
     else:
-        encoded = await _encode_in_slices(chancy, hooked, hooked=True)
+        encoded = await _encode_in_slices(hooked)
         writing = _Write(chancy, encoded, *_plans(chancy, encoded), may_commit=True)
     following_write: _Write | None = None
     try:
@@ -111,7 +113,7 @@ async def push_many(
             failed: Exception | None = None
             if following is not None:
                 try:
-                    ahead = await _encode_in_slices(chancy, following)
+                    ahead = await _encode_in_slices(chancy.hooks.push(following, chancy))
                 except Exception as exc:
                     failed = exc  # raised once the batch being written has committed
                 if ahead is not None:
@@ -250,26 +252,20 @@ class _Write:
             await self.task
 
 
-def _encode(chancy: Chancy, jobs: list[Job], *, hooked: bool = False) -> list[EncodedJob]:
-    """``jobs`` after the ``on_push`` hooks (unless ``hooked``: they ran), encoded
-    (InvalidJobError before anything is written)."""
-    if not hooked:
-        jobs = chancy.hooks.push(jobs, chancy)
+def _encode(jobs: list[Job]) -> list[EncodedJob]:
+    """``jobs`` (after the ``on_push`` hooks) encoded, InvalidJobError before anything is
+    written."""
     with gc_paused():
         return [encode_job(job, i) for i, job in enumerate(jobs)]
 
 
-async def _encode_in_slices(
-    chancy: Chancy, jobs: list[Job], *, hooked: bool = False
-) -> list[EncodedJob]:
-    """``_encode(chancy, jobs)``; a batch of at least ``ENCODE_AHEAD_MIN`` jobs
-    ``ENCODE_SLICE`` at a time with the loop free in between (the write of the previous
-    batch goes on meanwhile). ``_plans`` then builds the plan's first statement (the batch's
-    arrays) now too, not once the write has its connection."""
+async def _encode_in_slices(jobs: list[Job]) -> list[EncodedJob]:
+    """``_encode(jobs)``; a batch of at least ``ENCODE_AHEAD_MIN`` jobs ``ENCODE_SLICE`` at a
+    time with the loop free in between (the write of the previous batch goes on meanwhile).
+    ``_plans`` then builds the plan's first statement (the batch's arrays) now too, not once
+    the write has its connection."""
     if len(jobs) < ENCODE_AHEAD_MIN:
-        return _encode(chancy, jobs, hooked=hooked)
-    if not hooked:
-        jobs = chancy.hooks.push(jobs, chancy)
+        return _encode(jobs)
     encoded: list[EncodedJob] = []
     # The collector stays off for the whole batch (see gc_paused), not slice by slice: on
     # between slices, it walked the caller's jobs again after every few slices.
@@ -291,7 +287,7 @@ def sync_push_many(
     pushed = 0
     for n, batch in enumerate(batches(jobs, batch_size)):
         try:
-            encoded = _encode(chancy, batch)
+            encoded = _encode(chancy.hooks.push(batch, chancy))
             work, retry = _plans(chancy, encoded)
             lost = False
             try:
