@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -86,6 +87,43 @@ _KEEPALIVES = {
 _SERVER_KEEPALIVES = (
     "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 )
+
+
+#: What a server says while it cannot take connections yet, though it will (SQLSTATE 57P03;
+#: a failed connection attempt carries no SQLSTATE, so the message is matched too).
+_NOT_READY = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+)
+
+
+class _NotReady:
+    """A probe's patience with a server that is not ready yet (see ``Db.probe``)."""
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        self.deadline = time.monotonic() + db.reconnect_timeout
+        self.backoff = Backoff(0.1, 2.0)
+
+    def retry_in(self, exc: BaseException) -> float | None:
+        """How long to wait before trying again, or None to give up with ``exc``."""
+        text = str(exc)
+        not_ready = getattr(exc, "sqlstate", None) == "57P03" or any(
+            phrase in text for phrase in _NOT_READY
+        )
+        if not not_ready or time.monotonic() >= self.deadline:
+            return None
+        delay = self.backoff.next()
+        log.warning(
+            "PostgreSQL at %s is not ready (%s); trying again in %.2fs",
+            where(self.db.dsn),
+            text.strip().splitlines()[-1] if text.strip() else type(exc).__name__,
+            delay,
+        )
+        return delay
 
 
 class Db:
@@ -162,14 +200,39 @@ class Db:
         return make_conninfo("", **params)
 
     async def probe(self) -> None:
-        """Fail fast, naming the server, when the database cannot be reached."""
-        try:
-            conn = await asyncio.wait_for(
-                psycopg.AsyncConnection.connect(self.conninfo()), self.connect_timeout + 1
-            )
-        except (psycopg.OperationalError, OSError, TimeoutError) as exc:
-            raise self.unreachable(exc) from exc
-        await conn.close()
+        """Fail fast, naming the server, when the database cannot be reached.
+
+        A server that answers but is not ready yet (starting up, shutting down for a restart,
+        recovering from a crash) is waited for, up to ``reconnect_timeout``: a worker started
+        while its database restarts serves once it is back instead of exiting.
+        """
+        waiting = _NotReady(self)
+        while True:
+            try:
+                conn = await asyncio.wait_for(
+                    psycopg.AsyncConnection.connect(self.conninfo()), self.connect_timeout + 1
+                )
+            except (psycopg.OperationalError, OSError, TimeoutError) as exc:
+                delay = waiting.retry_in(exc)
+                if delay is None:
+                    raise self.unreachable(exc) from exc
+                await asyncio.sleep(delay)
+                continue
+            await conn.close()
+            return
+
+    def probe_sync(self) -> None:
+        """``probe`` for the sync pool."""
+        waiting = _NotReady(self)
+        while True:
+            try:
+                with psycopg.connect(self.conninfo()):
+                    return
+            except psycopg.OperationalError as exc:
+                delay = waiting.retry_in(exc)
+                if delay is None:
+                    raise self.unreachable(exc) from exc
+                time.sleep(delay)
 
     def unreachable(self, exc: BaseException) -> ConnectionFailedError:
         """The error for a server that could not be reached, naming it and the fix."""
@@ -258,11 +321,7 @@ class Db:
                 name=f"chancy-sync-{self.prefix}",
                 configure=_configure_sync,
             )
-            try:
-                with psycopg.connect(self.conninfo()):
-                    pass
-            except psycopg.OperationalError as exc:
-                raise self.unreachable(exc) from exc
+            self.probe_sync()
             pool.open(wait=self.min_size > 0)
             self._sync_pool = pool
         return self._sync_pool

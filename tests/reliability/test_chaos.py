@@ -263,7 +263,34 @@ async def test_chaos_every_job_succeeds_and_every_duplicate_is_explained(
                     " LIMIT 5"
                 )
             ).fetchall()
-        pytest.fail(f"{states}; failed jobs: {failed}\n{logs[-10000:]}")
+            # The jobs that did not finish, where they stand, and every run they had: which
+            # worker holds one, and that worker's log, say where it got stuck.
+            stuck = await (
+                await conn.execute(
+                    f"SELECT id, state, queue, taken_by, claim_id, started_at, attempts"  # type: ignore[arg-type]
+                    f" FROM {PREFIX}jobs WHERE state NOT IN ('succeeded', 'failed') LIMIT 5"
+                )
+            ).fetchall()
+            stuck_runs = await (
+                await conn.execute(
+                    f"SELECT job_id, kind, worker, started_at FROM {PREFIX}chaos_runs"  # type: ignore[arg-type]
+                    " WHERE job_id = ANY(%s) ORDER BY seq",
+                    [[row[0] for row in stuck]],
+                )
+            ).fetchall()
+            workers = await (
+                await conn.execute(f"SELECT worker_id, expires_at FROM {PREFIX}workers")  # type: ignore[arg-type]
+            ).fetchall()
+        holders = {str(row[3]) for row in stuck if row[3]}
+        holder_logs = "\n".join(
+            f"----- {w} (whole log) -----\n{fleet.log(w)[-20000:]}"
+            for w in holders
+            if w in fleet.procs
+        )
+        pytest.fail(
+            f"{states}; failed jobs: {failed}; not finished: {stuck}; their runs: {stuck_runs};"
+            f" workers: {workers}; events: {events}\n{holder_logs}\n{logs[-10000:]}"
+        )
 
     async with await psycopg.AsyncConnection.connect(cluster.dsn) as conn:
         runs = await (
