@@ -63,6 +63,19 @@ class Proc:
         self.killed_at = time.monotonic()
         return self.killed_at
 
+    def stacks(self) -> str:
+        """Ask the process for its threads' and tasks' stacks (see runner.py); return its log,
+        to say where a process that does not exit is stuck."""
+        log = self.events_path.with_suffix(".log")
+        size = log.stat().st_size if log.exists() else 0
+        self.signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if log.exists() and b"-- end of stacks --" in log.read_bytes()[size:]:
+                break
+            time.sleep(0.05)
+        return log.read_text(errors="replace")[-30000:] if log.exists() else ""
+
     def exit_line(self) -> dict[str, Any] | None:
         for e in self.events():
             if e["e"] == "exit":

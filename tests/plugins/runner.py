@@ -16,9 +16,11 @@ reports the completer's count of fenced (ignored) writes.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -96,10 +98,32 @@ async def main() -> None:
         recorder.write("exit", fenced=worker.completer.fenced)
 
 
+def dump_stacks() -> None:
+    """SIGUSR1: every thread's stack, then every asyncio task's (the test asks for them when
+    the process does not exit in time)."""
+    faulthandler.dump_traceback(all_threads=True)
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()}:", file=sys.stderr)
+        # The whole chain of awaits (Task.print_stack shows only the outermost coroutine).
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                print(f"  {code.co_filename}:{frame.f_lineno} {code.co_name}", file=sys.stderr)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    print("-- end of stacks --", file=sys.stderr, flush=True)
+
+
+async def run() -> None:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_stacks)
+    await main()
+
+
 if __name__ == "__main__":
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format=f"%(asctime)s {os.getpid()} %(name)s %(levelname)s %(message)s",
     )
-    asyncio.run(main())
+    asyncio.run(run())

@@ -226,7 +226,10 @@ async def test_a_zombie_cannot_overwrite_the_result_of_the_rerun(
     lost = next(e for e in zombie.events() if e["e"] == "lost")
     assert lost["mono"] >= resumed
     zombie.signal(signal.SIGTERM)
-    await eventually(lambda: not zombie.alive(), timeout=20, message="zombie exits")
+    try:
+        await eventually(lambda: not zombie.alive(), timeout=20, message="zombie exits")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; its log and stacks:\n{zombie.stacks()}") from None
     exit_line = zombie.exit_line()
     assert exit_line is not None and exit_line["fenced"] >= 1, exit_line
 
