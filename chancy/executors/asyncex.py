@@ -117,8 +117,11 @@ class AsyncExecutor(PrefetchingExecutor):
             return  # cancel() or stop() took the job; this run has nothing more to say
         except Exception as err:
             exc = err
-        if self._tasks.pop(job.id, None) is None:
-            return  # cancel() or stop() already took the job
+        if self._tasks.get(job.id) is not asyncio.current_task():
+            # cancel() or stop() already took the job (this run was detached; a later run of
+            # the same job may hold its place now).
+            return
+        del self._tasks[job.id]
         self.jobs.pop(job.id, None)
         self.observe_runtime(time.monotonic() - started)
         self._start_next()

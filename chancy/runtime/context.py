@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from chancy import events
 from chancy.hooks import Hooks
 from chancy.job import COMPLETED_STATES, QueuedJob, Reference
-from chancy.outcome import Outcome, build_outcome
+from chancy.outcome import Outcome, build_outcome, evolve
 from chancy.runtime.ledger import Ledger
 from chancy.store.jobs import LINEAR_JOIN_FROM
 
@@ -55,6 +55,9 @@ class Runtime:
         self.hub = hub
         self.hooks: Hooks = chancy.hooks
         self.ledger = Ledger()
+        #: Starts of claims that waited for an earlier run (``_start_waited``), referenced
+        #: until done.
+        self._starts: set[asyncio.Task[None]] = set()
         self.max_result_size: int = chancy.max_result_size
         self.stopping = False
         #: This worker's liveness lock key, once its session holds the lock (None otherwise:
@@ -93,9 +96,29 @@ class Runtime:
     async def claimed(self, jobs: list[QueuedJob]) -> list[QueuedJob]:
         """A claim returned ``jobs``: record them and run the starting hooks, once per batch.
 
-        Returns the jobs to run; a job a plugin already finished is reported at once.
+        Returns the jobs to run; a job a plugin already finished is reported at once. A job
+        whose earlier run is still here (taken back while this worker was unreachable, and
+        claimed by it again) waits for that run to end: its claim is gone, so it is
+        interrupted, and the new run starts once it has settled (see ``Ledger``).
         """
-        self.ledger.add(jobs)
+        waiting = self.ledger.add(jobs)
+        if waiting:
+            log.warning(
+                "claimed %d job(s) again while an earlier run of each was still here (taken"
+                " back while this worker was unreachable); the earlier runs are interrupted"
+                " and the new ones start when they end: %s",
+                len(waiting),
+                ", ".join(str(job.id) for job in waiting[:20]),
+            )
+            ids = {job.id for job in waiting}
+            self.ledger.abandon(ids)
+            for job_id in ids:
+                self.cancel_local(job_id)
+            jobs = [job for job in jobs if job.id not in ids]
+        return await self._starting(jobs)
+
+    async def _starting(self, jobs: list[QueuedJob]) -> list[QueuedJob]:
+        """Run the starting hooks for jobs about to run; return those to run."""
         if self.hooks.any("on_job_starting") or self.hooks.any("on_jobs_starting"):
             jobs = await self.hooks.starting(jobs, self.worker)
         runnable = []
@@ -135,6 +158,24 @@ class Runtime:
         outcome = self.ledger.settle(outcome)
         self.completer.add(outcome)
         self.queues.slot_freed(outcome.job.queue)
+        waited = self.ledger.promote(outcome.job.id)
+        if waited is not None:
+            task = asyncio.get_running_loop().create_task(self._start_waited(waited))
+            self._starts.add(task)
+            task.add_done_callback(self._starts.discard)
+
+    async def _start_waited(self, job: QueuedJob) -> None:
+        """Start a new claim that waited for its job's earlier run here to end."""
+        executor = self.queues.executors.get(job.queue)
+        try:
+            if executor is None:
+                raise RuntimeError(f"queue {job.queue!r} is no longer served by this worker")
+            for runnable in await self._starting([job]):
+                await executor.push(runnable)
+        except Exception:
+            log.exception("could not start job %s; giving it back to its queue", job.id)
+            # Pending again, no attempt used (written fenced by the new claim).
+            self.accept(Outcome(evolve(job, state=QueuedJob.State.PENDING)))
 
     # -- notifications ------------------------------------------------------------------
 

@@ -5,6 +5,12 @@ remembers the runs interrupted because the worker's heartbeat lease lapsed: thei
 being recovered elsewhere, and the interruption is not the job's fault (the database may only
 have restarted), so such a run is given back like one cut short at shutdown (pending again,
 no attempt used) instead of being written as a failure.
+
+A job taken back while its run here went on (recovered while the worker was unreachable) can
+be claimed by this worker again before that run ends. The new claim waits in the ledger
+(``deferred``) until the earlier run has settled, so a worker never runs two runs of one job
+at once: the executors keep their runs by job id, and a second run of an id lost the first's
+place (its outcome was never reported, and the job stayed running under a live worker).
 """
 
 from __future__ import annotations
@@ -22,22 +28,24 @@ _GIVE_BACK = (QueuedJob.State.FAILED, QueuedJob.State.RETRYING)
 class Ledger:
     """Running jobs by id, and whether any are left (``all_done``)."""
 
-    __slots__ = ("_abandoned", "_running", "all_done")
+    __slots__ = ("_abandoned", "_deferred", "_running", "all_done")
 
     def __init__(self) -> None:
         self._running: dict[uuid.UUID, QueuedJob] = {}
+        #: New claims of jobs whose earlier run here has not settled yet (see above).
+        self._deferred: dict[uuid.UUID, QueuedJob] = {}
         self._abandoned: set[uuid.UUID] = set()
         self.all_done = asyncio.Event()
         self.all_done.set()
 
     def __len__(self) -> int:
-        return len(self._running)
+        return len(self._running) + len(self._deferred)
 
     def __contains__(self, job_id: object) -> bool:
-        return job_id in self._running
+        return job_id in self._running or job_id in self._deferred
 
     def __iter__(self) -> Iterator[uuid.UUID]:
-        return iter(list(self._running))
+        return iter([*self._running, *self._deferred])
 
     def get(self, job_id: uuid.UUID) -> QueuedJob | None:
         return self._running.get(job_id)
@@ -45,13 +53,28 @@ class Ledger:
     def jobs(self) -> list[QueuedJob]:
         return list(self._running.values())
 
-    def add(self, jobs: Iterable[QueuedJob]) -> None:
-        """Record a claim's jobs as running here."""
+    def add(self, jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
+        """Record a claim's jobs as running here; return those that must wait, since an
+        earlier run of the same job is still here (``promote`` starts them)."""
         running = self._running
+        waiting: list[QueuedJob] = []
         for job in jobs:
-            running[job.id] = job
-        if running:
+            if job.id in running or job.id in self._deferred:
+                self._deferred[job.id] = job
+                waiting.append(job)
+            else:
+                running[job.id] = job
+        if running or self._deferred:
             self.all_done.clear()
+        return waiting
+
+    def promote(self, job_id: uuid.UUID) -> QueuedJob | None:
+        """After a run of ``job_id`` settled: its new claim that waited, now running here."""
+        job = self._deferred.pop(job_id, None)
+        if job is not None:
+            self._running[job_id] = job
+            self.all_done.clear()
+        return job
 
     def settle(self, outcome: Outcome) -> Outcome:
         """Take a run's outcome off the ledger; return what to write for it.
@@ -65,7 +88,7 @@ class Ledger:
             self._abandoned.discard(job_id)
             if claimed is not None and outcome.job.state in _GIVE_BACK:
                 outcome = Outcome(evolve(claimed, state=QueuedJob.State.PENDING))
-        if not self._running:
+        if not self._running and not self._deferred:
             self.all_done.set()
         return outcome
 
@@ -80,5 +103,7 @@ class Ledger:
         self._abandoned.update(i for i in ids if i in self._running)
 
     def claims(self) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
-        """(id, claim id) of every running job, to give them back."""
-        return [(job.id, job.claim_id) for job in self._running.values()]
+        """(id, claim id) of every running job and waiting claim, to give them back."""
+        return [
+            (job.id, job.claim_id) for job in (*self._running.values(), *self._deferred.values())
+        ]

@@ -75,3 +75,33 @@ async def unserialisable() -> object:
 
 def sync_function() -> int:
     return 1
+
+
+#: job id (str) -> one gate per run of ``gated``, in the order the runs started.
+GATES: dict[str, list[asyncio.Event]] = {}
+#: job id (str) -> the runs of ``gated`` that were interrupted (cancelled).
+INTERRUPTED: dict[str, list[int]] = {}
+#: job id (str) -> the runs of ``gated`` that returned.
+FINISHED: dict[str, list[int]] = {}
+#: job id (str) -> for each run, the runs interrupted before it started.
+SEEN_INTERRUPTED: dict[str, list[list[int]]] = {}
+
+
+async def gated(stubborn: bool = False, *, job: QueuedJob) -> int:
+    """Wait until the test opens this run's gate; return the run's number (0 first). A
+    ``stubborn`` run records an interruption and goes on waiting (it ignores cancellation)."""
+    key = str(job.id)
+    gates = GATES.setdefault(key, [])
+    number = len(gates)
+    gate = asyncio.Event()
+    gates.append(gate)
+    SEEN_INTERRUPTED.setdefault(key, []).append(list(INTERRUPTED.get(key, [])))
+    try:
+        await gate.wait()
+    except asyncio.CancelledError:
+        INTERRUPTED.setdefault(key, []).append(number)
+        if not stubborn:
+            raise
+        await gate.wait()
+    FINISHED.setdefault(key, []).append(number)
+    return number

@@ -304,3 +304,41 @@ async def test_a_liveness_lock_wanted_mid_turn_is_taken_at_once(
     finally:
         notifier.release_lock(4242)
         unsubscribe()
+
+
+@pytest.mark.parametrize("stubborn", [False, True], ids=["cooperative", "ignores-cancel"])
+async def test_a_job_claimed_again_while_its_earlier_run_is_still_here_runs_once_at_a_time(
+    chancy: Chancy, worker: Worker, stubborn: bool
+) -> None:
+    """The database hands a worker a job it still runs: the job was taken back while the
+    worker was unreachable (its session was cut, say: recovery takes the jobs of a worker
+    whose liveness lock is free), and the worker claims it again before it notices. The
+    earlier run's claim is gone, so that run is interrupted, and the new one starts once it
+    has ended: one run of a job per worker at a time, and the new run's outcome is written
+    (the executors keep their runs by job id; two runs of one id lost the second's). An
+    async run that ignores its cancellation goes on, detached, and ends without taking the
+    new run's place."""
+    await chancy.declare(Queue("dup", executor=ASYNC, concurrency=5, polling_interval=0.05))
+    await eventually(lambda: "dup" in worker.executors, message="worker serves queue dup")
+    ref = await chancy.push(J("gated", queue="dup", kwargs={"stubborn": stubborn}))
+    key = str(ref.identifier)
+    await eventually(lambda: len(jobs.GATES.get(key, [])) == 1, message="first run started")
+    job = await chancy.get_job(ref)
+    assert job is not None and job.state == "running" and job.claim_id is not None
+    # Taken back as recovery would, while the worker's run goes on.
+    released = await chancy.db.run(chancy.store.job_release_many([(job.id, job.claim_id)]))
+    assert len(released) == 1
+    await eventually(
+        lambda: len(jobs.GATES.get(key, [])) == 2, timeout=10, message="claimed again and run"
+    )
+    assert jobs.INTERRUPTED[key] == [0]
+    assert jobs.SEEN_INTERRUPTED[key] == [[], [0]], "the second run started beside the first"
+    # The earlier run ends first (when stubborn, it returns normally while the new one runs).
+    jobs.GATES[key][0].set()
+    if stubborn:
+        await eventually(lambda: jobs.FINISHED.get(key) == [0], message="the first run returned")
+    jobs.GATES[key][1].set()
+    done = await chancy.wait_for_job(ref, timeout=10)
+    assert done is not None and done.state == "succeeded" and done.result == 1
+    await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
+    assert len(jobs.GATES[key]) == 2
