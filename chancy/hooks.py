@@ -76,23 +76,39 @@ class Hooks:
 
     # -- running ----------------------------------------------------------------------
 
-    async def starting(self, jobs: list[QueuedJob], worker: Worker) -> list[QueuedJob]:
+    async def starting(
+        self,
+        jobs: list[QueuedJob],
+        worker: Worker,
+        failed: list[tuple[QueuedJob, BaseException]] | None = None,
+    ) -> list[QueuedJob]:
         """Let plugins adjust a claimed batch before it runs (a finished state skips the run).
 
         Plugins run in their installed order; one with the batch form (``on_jobs_starting``)
-        gets the whole batch in one call, the others each job.
+        gets the whole batch in one call, the others each job. With ``failed`` given, a
+        plugin that raises takes the jobs it was given out of the batch (every job of a batch
+        call, the one job of a single call): they go to ``failed`` with the error, for the
+        worker to fail their attempt, instead of the error stopping the whole claim.
         """
         batched = self.implementing("on_jobs_starting")
         single = self.implementing("on_job_starting")
         if not batched and not single:
             return jobs
         for plugin in self._plugins.values():
+            if not jobs:
+                break
             if plugin in batched:
                 try:
                     jobs = list(await plugin.on_jobs_starting(jobs=jobs, worker=worker))
                     continue
                 except NotImplementedError:
                     pass
+                except Exception as exc:
+                    if failed is None:
+                        raise
+                    log.exception("on_jobs_starting of %r failed for %d job(s)", plugin, len(jobs))
+                    failed.extend((job, exc) for job in jobs)
+                    return []
             if plugin in single:
                 adjusted = []
                 for job in jobs:
@@ -100,6 +116,12 @@ class Hooks:
                         job = await plugin.on_job_starting(job=job, worker=worker)
                     except NotImplementedError:
                         pass
+                    except Exception as exc:
+                        if failed is None:
+                            raise
+                        log.exception("on_job_starting of %r failed for job %s", plugin, job.id)
+                        failed.append((job, exc))
+                        continue
                     adjusted.append(job)
                 jobs = adjusted
         return jobs
@@ -119,6 +141,11 @@ class Hooks:
             try:
                 new = await plugin.on_job_completed(job=job, worker=worker, exc=exc, result=result)
             except NotImplementedError:
+                continue
+            except Exception:
+                # The run's outcome is still written (as the other plugins leave it): a
+                # failing plugin must not leave the job running under a live worker.
+                log.exception("on_job_completed of %r failed for job %s", plugin, job.id)
                 continue
             if isinstance(new, Delayed):
                 job, delay, changed = new.job, max(0.0, float(new.delay)), True

@@ -118,9 +118,13 @@ class Runtime:
         return await self._starting(jobs)
 
     async def _starting(self, jobs: list[QueuedJob]) -> list[QueuedJob]:
-        """Run the starting hooks for jobs about to run; return those to run."""
+        """Run the starting hooks for jobs about to run; return those to run. A job whose
+        starting hook raised does not run: its attempt fails with the plugin's error."""
         if self.hooks.any("on_job_starting") or self.hooks.any("on_jobs_starting"):
-            jobs = await self.hooks.starting(jobs, self.worker)
+            failed: list[tuple[QueuedJob, BaseException]] = []
+            jobs = await self.hooks.starting(jobs, self.worker, failed)
+            for job, exc in failed:
+                await self.report(job, exc)
         runnable = []
         for job in jobs:
             if job.state in COMPLETED_STATES:
@@ -174,8 +178,12 @@ class Runtime:
                 await executor.push(runnable)
         except Exception:
             log.exception("could not start job %s; giving it back to its queue", job.id)
-            # Pending again, no attempt used (written fenced by the new claim).
-            self.accept(Outcome(evolve(job, state=QueuedJob.State.PENDING)))
+            self.give_back(job)
+
+    def give_back(self, job: QueuedJob) -> None:
+        """A claimed job that will not run here: pending again, no attempt used (written
+        fenced by its claim)."""
+        self.accept(Outcome(evolve(job, state=QueuedJob.State.PENDING)))
 
     # -- notifications ------------------------------------------------------------------
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from chancy import QueuedJob
 from chancy.errors import Retry, Snooze
+from chancy.executors.asyncex import AsyncExecutor
 
 #: job id (str) -> monotonic start time, filled by ``record``.
 STARTED: dict[str, float] = {}
@@ -105,3 +106,16 @@ async def gated(stubborn: bool = False, *, job: QueuedJob) -> int:
         await gate.wait()
     FINISHED.setdefault(key, []).append(number)
     return number
+
+
+class RefusingExecutor(AsyncExecutor):
+    """Refuses, once, each job whose meta asks for it (as an executor stopped under a claim
+    would)."""
+
+    refused: ClassVar[list[str]] = []
+
+    async def submit_to_pool(self, job: QueuedJob) -> None:
+        if job.meta.get("refuse") and str(job.id) not in self.refused:
+            self.refused.append(str(job.id))
+            raise RuntimeError("this executor refuses the job (on purpose)")
+        await super().submit_to_pool(job)
