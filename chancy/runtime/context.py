@@ -32,6 +32,7 @@ from chancy.store.jobs import LINEAR_JOIN_FROM
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
+    from chancy.executors.base import Executor
     from chancy.hub import Hub
     from chancy.runtime.completer import Completer
     from chancy.runtime.heartbeat import Heartbeat
@@ -171,13 +172,26 @@ class Runtime:
     async def _start_waited(self, job: QueuedJob) -> None:
         """Start a new claim that waited for its job's earlier run here to end."""
         executor = self.queues.executors.get(job.queue)
+        if executor is None:
+            log.warning("queue %r is no longer served here; giving job %s back", job.queue, job.id)
+            self.give_back(job)
+            return
         try:
-            if executor is None:
-                raise RuntimeError(f"queue {job.queue!r} is no longer served by this worker")
-            for runnable in await self._starting([job]):
-                await executor.push(runnable)
+            runnable = await self._starting([job])
         except Exception:
             log.exception("could not start job %s; giving it back to its queue", job.id)
+            self.give_back(job)
+            return
+        for started in runnable:
+            await self.start(executor, started)
+
+    async def start(self, executor: Executor, job: QueuedJob) -> None:
+        """Hand a claimed job to ``executor``; one it refuses (stopped under the claim, say)
+        is given back, not left running here unseen."""
+        try:
+            await executor.push(job)
+        except Exception:
+            log.exception("queue %r: could not start job %s; giving it back", job.queue, job.id)
             self.give_back(job)
 
     def give_back(self, job: QueuedJob) -> None:

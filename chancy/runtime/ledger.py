@@ -72,8 +72,7 @@ class Ledger:
         """After a run of ``job_id`` settled: its new claim that waited, now running here."""
         job = self._deferred.pop(job_id, None)
         if job is not None:
-            self._running[job_id] = job
-            self.all_done.clear()
+            self._running[job_id] = job  # all_done stayed clear: this job was waiting
         return job
 
     def settle(self, outcome: Outcome) -> Outcome:

@@ -36,7 +36,6 @@ from chancy.store.store import Claim
 if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.hub import Event
-    from chancy.job import QueuedJob
     from chancy.runtime.context import Runtime
 
 log = logging.getLogger("chancy.producer")
@@ -202,7 +201,7 @@ class Producer:
                     )
                 if jobs:
                     for job in await runtime.claimed(jobs):
-                        await self._push(job)
+                        await runtime.start(self.executor, job)
                 if self._held is not None:
                     if claim.more and jobs:
                         continue  # room is left and a key had more to offer: claim again
@@ -223,17 +222,6 @@ class Producer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
-
-    async def _push(self, job: QueuedJob) -> None:
-        """Hand a claimed job to the executor; one it refuses (stopped under the claim) is
-        given back, not left running here unseen."""
-        try:
-            await self.executor.push(job)
-        except Exception:
-            log.exception(
-                "queue %r: could not start job %s; giving it back", self.queue.name, job.id
-            )
-            self.runtime.give_back(job)
 
     async def _claim(self, free: int) -> Claim:
         """Claim up to ``free`` jobs; remember what held the rest back, if the limits did."""
