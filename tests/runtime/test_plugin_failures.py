@@ -61,66 +61,69 @@ async def _serve(app: Chancy, queue: Queue) -> AsyncIterator[Worker]:
 
 
 @pytest.fixture
-async def app_with(dsn: str, prefix: str, request: pytest.FixtureRequest) -> AsyncIterator[Chancy]:
+async def served(
+    dsn: str, prefix: str, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Chancy, Worker]]:
+    """An app with the plugin ``request.param`` and a worker serving queue ``p``."""
     async with migrated_app(dsn, prefix, [request.param()]) as app:
-        yield app
+        async with _serve(app, Queue("p", executor=ASYNC, concurrency=10)) as worker:
+            yield app, worker
 
 
 def J(func: str, **kw: Any) -> Job:
     return Job(func=f"tests.runtime.jobs.{func}", queue="p", **kw)
 
 
-@pytest.mark.parametrize("app_with", [BoomOnStart], indirect=True)
+@pytest.mark.parametrize("served", [BoomOnStart], indirect=True)
 async def test_a_starting_hook_that_raises_fails_that_job_and_runs_the_others(
-    app_with: Chancy,
+    served: tuple[Chancy, Worker],
 ) -> None:
-    app = app_with
-    async with _serve(app, Queue("p", executor=ASYNC, concurrency=10)) as worker:
-        refs = [
-            ref
-            async for batch in app.push_many(
-                [
-                    J("echo", kwargs={"value": 1}),
-                    J("echo", kwargs={"value": 2}, meta={"boom": True}, max_attempts=1),
-                    J("echo", kwargs={"value": 3}),
-                ]
-            )
-            for ref in batch
-        ]
-        done = [await app.wait_for_job(ref, timeout=10) for ref in refs]
-        assert [j.state for j in done if j] == ["succeeded", "failed", "succeeded"]
-        failed = done[1]
-        assert failed is not None and failed.attempts == 1
-        assert "on_job_starting blew up" in failed.errors[-1]["traceback"]
-        await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
-        # The queue goes on.
-        after = await app.push(J("echo", kwargs={"value": 4}))
-        job = await app.wait_for_job(after, timeout=10)
-        assert job is not None and job.state == "succeeded"
+    app, worker = served
+    refs = [
+        ref
+        async for batch in app.push_many(
+            [
+                J("echo", kwargs={"value": 1}),
+                J("echo", kwargs={"value": 2}, meta={"boom": True}, max_attempts=1),
+                J("echo", kwargs={"value": 3}),
+            ]
+        )
+        for ref in batch
+    ]
+    done = [await app.wait_for_job(ref, timeout=10) for ref in refs]
+    assert [j.state for j in done if j] == ["succeeded", "failed", "succeeded"]
+    failed = done[1]
+    assert failed is not None and failed.attempts == 1
+    assert "on_job_starting blew up" in failed.errors[-1]["traceback"]
+    await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
+    # The queue goes on.
+    after = await app.push(J("echo", kwargs={"value": 4}))
+    job = await app.wait_for_job(after, timeout=10)
+    assert job is not None and job.state == "succeeded"
 
 
-@pytest.mark.parametrize("app_with", [BoomOnBatch], indirect=True)
+@pytest.mark.parametrize("served", [BoomOnBatch], indirect=True)
 async def test_a_batch_starting_hook_that_raises_fails_the_attempt_of_its_batch(
-    app_with: Chancy,
+    served: tuple[Chancy, Worker],
 ) -> None:
-    app = app_with
-    async with _serve(app, Queue("p", executor=ASYNC, concurrency=10)) as worker:
-        ref = await app.push(J("echo", kwargs={"value": 1}, meta={"boom": True}, max_attempts=2))
-        job = await app.wait_for_job(ref, timeout=10)
-        # The first attempt failed with the plugin's error; the retry ran.
-        assert job is not None and job.state == "succeeded" and job.attempts == 2
-        assert "on_jobs_starting blew up" in job.errors[0]["traceback"]
-        await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
+    app, worker = served
+    ref = await app.push(J("echo", kwargs={"value": 1}, meta={"boom": True}, max_attempts=2))
+    job = await app.wait_for_job(ref, timeout=10)
+    # The first attempt failed with the plugin's error; the retry ran.
+    assert job is not None and job.state == "succeeded" and job.attempts == 2
+    assert "on_jobs_starting blew up" in job.errors[0]["traceback"]
+    await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
 
 
-@pytest.mark.parametrize("app_with", [BoomOnComplete], indirect=True)
-async def test_a_completed_hook_that_raises_still_writes_the_outcome(app_with: Chancy) -> None:
-    app = app_with
-    async with _serve(app, Queue("p", executor=ASYNC, concurrency=10)) as worker:
-        ref = await app.push(J("echo", kwargs={"value": 7}))
-        job = await app.wait_for_job(ref, timeout=10)
-        assert job is not None and job.state == "succeeded" and job.result == 7
-        await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
+@pytest.mark.parametrize("served", [BoomOnComplete], indirect=True)
+async def test_a_completed_hook_that_raises_still_writes_the_outcome(
+    served: tuple[Chancy, Worker],
+) -> None:
+    app, worker = served
+    ref = await app.push(J("echo", kwargs={"value": 7}))
+    job = await app.wait_for_job(ref, timeout=10)
+    assert job is not None and job.state == "succeeded" and job.result == 7
+    await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
 
 
 async def test_a_job_the_executor_refuses_is_given_back(chancy: Chancy) -> None:
