@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import gc
 import json
 import os
@@ -63,6 +64,8 @@ class Sizes:
     scale_waiting: int = 1_000_000
     scale_claims: int = 300
     scale_seconds: float = 5.0
+    #: Jobs scheduled for later in front of the due ones W5 claims (see _claims_behind_later).
+    scale_later: int = 100_000
     fleet: int = 20_000
     flow: int = 10_000
     #: Seconds after which a drain that has not finished is cut off (a collapse).
@@ -82,6 +85,7 @@ class Sizes:
             scale_waiting=20_000,
             scale_claims=30,
             scale_seconds=1.0,
+            scale_later=5_000,
             fleet=2_000,
             flow=1_000,
             drain_cap=10.0,
@@ -479,6 +483,7 @@ async def w5_scale(
             await push_backlog(app, queue, "bench.jobs.noop", sizes.scale_claims * 100)
             small_claims = await _claim_latencies(app, dsn, prefix, queue, sizes.scale_claims)
             await reset_jobs(dsn, prefix)
+            await _claims_behind_later(app, dsn, prefix, queue, sizes, results, small_claims)
             start = time.monotonic()
             await _load(dsn, prefix, queue, finished, waiting)
             results.timings["W5 load"] = time.monotonic() - start
@@ -597,6 +602,44 @@ async def w5_scale(
             " tuned rate in its best condition, by ratio to W4"
         )
     results.add_conditioned(drain_group)
+
+
+async def _claims_behind_later(
+    app: Chancy,
+    dsn: str,
+    prefix: str,
+    queue: str,
+    sizes: Sizes,
+    results: Results,
+    small_claims: list[float],
+) -> None:
+    """Claims of 100 when ``sizes.scale_later`` jobs scheduled for tomorrow were pushed
+    before the due ones: they come first in claim order (priority, then id), so each claim
+    passes all of them. Compared with the same claims with nothing scheduled for later."""
+    later = sizes.scale_later
+    tomorrow = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    job = Job(func="bench.jobs.noop", queue=queue, scheduled_at=tomorrow)
+    async for _ in app.push_many([job] * later, batch_size=max(later, 1)):
+        pass
+    await push_backlog(app, queue, "bench.jobs.noop", sizes.scale_claims * 100)
+    await _execute(dsn, prefix, "vacuum_analyze_jobs")
+    claims = await _claim_latencies(app, dsn, prefix, queue, sizes.scale_claims)
+    await reset_jobs(dsn, prefix)
+    for key in (50, 99):
+        mine, small = percentile(claims, key) * 1000, percentile(small_claims, key) * 1000
+        log(f"W5 claim p{key} behind {later:,} jobs scheduled for later: {mine:.2f} ms")
+        results.add(
+            Figure(
+                "W5",
+                f"claim of 100, p{key}, behind {later:,} jobs scheduled for later",
+                "ms",
+                [mine],
+                [small],
+                "the same claims with nothing scheduled for later",
+                higher_is_better=False,
+                note="each job scheduled for later costs a claim one index entry (v0021)",
+            )
+        )
 
 
 async def _top_up(dsn: str, prefix: str, queue: str, waiting: int, base: int) -> int:

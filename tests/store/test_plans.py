@@ -651,8 +651,15 @@ def test_statement_plans_never_scan_whole_tables_or_indexes(
             bad = [] if tiny_per_run else unbounded_scans(plan, tables, indexes)
             if case in BATCHES:
                 bad += quadratic_joins(plan)
+            waiting = {state.table("jobs_claim"), state.table("jobs_claim_key")}
+            # Whether a waiting job is due is checked in the index (its last key column,
+            # migration v0021), never on the row: jobs scheduled for later cost no row visit.
+            bad += [
+                f"due check on the row: {n['Filter']}"
+                for n in nodes(plan)
+                if n.get("Index Name") in waiting and "scheduled_at" in n.get("Filter", "")
+            ]
             if case in ORDERED:
-                waiting = {state.table("jobs_claim"), state.table("jobs_claim_key")}
                 bad += [
                     f"{n['Node Type']} of waiting jobs"
                     for n in nodes(plan)
