@@ -7,7 +7,8 @@ and assert what it reports.
 
 - With this chancy (the interpreter running the tests).
 - With the released chancy 0.26.0, when ``CHANCY_REF026_PYTHON`` names an interpreter that has
-  it (``python3 -m venv /work/ref026 && /work/ref026/bin/pip install chancy==0.26.0 croniter``):
+  it (``python3 -m venv /work/ref026 && /work/ref026/bin/pip install chancy==0.26.0 croniter``
+  ``Django==5.2.19``: the project uses the Django apps 0.26 documents):
   the same assertions pass, which proves the project is genuine 0.26 code and that the
   outcomes asserted are 0.26's.
 - With this chancy on a database that chancy 0.26.0 created and filled
