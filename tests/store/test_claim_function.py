@@ -1,5 +1,5 @@
-"""The unlimited claim is the function claim_jobs (migration v0017): its SET list is a copy of
-the claim_or_expire fragment the limited claims use, and must stay the same."""
+"""The unlimited claim is the function claim_jobs (migrations v0017, v0018, v0022): its SET list
+is a copy of the claim_or_expire fragment the limited claims use, and must stay the same."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ async def test_claim_function_sets_what_the_limited_claims_set(chancy: Chancy) -
 
 
 async def test_one_claim_id_per_claim_and_a_fresh_one_per_claim(chancy: Chancy) -> None:
-    """The jobs one claim takes share its claim id (migration v0022); the next claim, of the
-    same jobs given back or of others, gets a new one, plain or limited."""
+    """The jobs one claim takes share its claim id (migration v0022); the next claim gets a
+    new one. Both for the claim function (plain queue) and the limited claims' fragment."""
     for queue in (Queue("plain"), Queue("limited", rate_limit=1000, rate_limit_window=60)):
         await chancy.declare(queue)
         for _ in range(6):
