@@ -1,17 +1,17 @@
-"""The unlimited claim is the function claim_jobs (migrations v0017, v0018, v0022): its SET list
-is a copy of the claim_or_expire fragment the limited claims use, and must stay the same."""
+"""The unlimited claim is the function claim_jobs (migration v0017): its SET list is a copy of
+the claim_or_expire fragment the limited claims use, and must stay the same."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 
 from psycopg.rows import dict_row
 
-from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference
+from chancy import Chancy, Job, Limit, QueuedJob, Reference
 from chancy.outcome import Outcome, build_outcome, evolve
-from chancy.runtime.producer import fetch_claim
 from chancy.store import run
 from chancy.store.encode import _uuid_array_literal
 from chancy.store.loader import _fragments
@@ -22,42 +22,15 @@ def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-async def test_claim_function_sets_what_the_limited_claims_set(chancy: Chancy) -> None:
+def test_claim_function_sets_what_the_limited_claims_set() -> None:
     fragment = _normal(_fragments()["{claim_or_expire}"]).replace("%(worker_id)s", "p_worker_id")
+    migration = resources.files("chancy.migrations.core").joinpath("v0017.up.sql").read_text()
+    body = _normal(migration)
     assert fragment.startswith("state = CASE"), fragment
-    pool = await chancy.open()
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)",
-            (f"{chancy.prefix}claim_jobs(text, integer, text)",),
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    body = _normal(row[0]).replace(chancy.prefix, "{prefix}")
     assert f"SET {fragment} WHERE j.id = ANY(ARRAY(SELECT id FROM picked))" in body, (
-        "claim_jobs (as the migrations leave it) and the claim_or_expire fragment differ: a"
-        " change to one needs a new migration that replaces the function with the same SET"
-        " list"
+        "claim_jobs (migration v0017) and the claim_or_expire fragment differ: a change to one"
+        " needs a new migration that replaces the function with the same SET list"
     )
-
-
-async def test_one_claim_id_per_claim_and_a_fresh_one_per_claim(chancy: Chancy) -> None:
-    """The jobs one claim takes share its claim id (migration v0022); the next claim gets a
-    new one. Both for the claim function (plain queue) and the limited claims' fragment."""
-    for queue in (Queue("plain"), Queue("limited", rate_limit=1000, rate_limit_window=60)):
-        await chancy.declare(queue)
-        for _ in range(6):
-            await chancy.push(Job(func="tests.jobs.noop", queue=queue.name))
-        seen = []
-        declared = await chancy.get_queue(queue.name)
-        for _ in range(2):
-            pool = await chancy.open()
-            async with pool.connection() as conn:
-                claim = await fetch_claim(chancy, "w1", declared, conn, up_to=3)
-            ids = {job.claim_id for job in claim.jobs}
-            assert len(claim.jobs) == 3 and len(ids) == 1 and None not in ids, claim.jobs
-            seen.append(ids.pop())
-        assert seen[0] != seen[1], queue.name
 
 
 async def test_a_claim_reads_each_job_as_stored(chancy: Chancy) -> None:

@@ -15,15 +15,13 @@
 
 -- name: claim_or_expire
 -- The SET list of every claim (the limited claims here; job_fetch's function claim_jobs,
--- migrations v0017 and v0022, has a copy that must be kept the same): a picked job starts
--- running under the claim's fresh claim_id (one per claim, shared by the jobs it takes:
--- fencing matches the pair of job id and claim id, see migration v0022), unless its
--- deadline has passed, in which case it is never started: it ends failed with an error
--- saying so and meta.expired = true.
+-- migration v0017, has a copy that must be kept the same): a picked job starts
+-- running under a fresh claim_id, unless its deadline has passed, in which case it is never
+-- started: it ends failed with an error saying so and meta.expired = true.
 state = CASE WHEN (j.deadline <= now()) IS TRUE THEN 'failed' ELSE 'running' END,
     started_at = CASE WHEN (j.deadline <= now()) IS TRUE THEN j.started_at ELSE now() END,
     taken_by = CASE WHEN (j.deadline <= now()) IS TRUE THEN j.taken_by ELSE %(worker_id)s END,
-    claim_id = CASE WHEN (j.deadline <= now()) IS TRUE THEN NULL ELSE (SELECT gen_random_uuid()) END,
+    claim_id = CASE WHEN (j.deadline <= now()) IS TRUE THEN NULL ELSE gen_random_uuid() END,
     completed_at = CASE WHEN (j.deadline <= now()) IS TRUE THEN now() ELSE j.completed_at END,
     errors = CASE WHEN (j.deadline <= now()) IS TRUE THEN j.errors || jsonb_build_array(
         jsonb_build_object(
