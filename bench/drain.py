@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -184,12 +185,22 @@ async def installations(
         yield apps
 
 
-async def push_backlog(app: Chancy, queue: str, func: str, n: int, keys: int = 0) -> float:
+async def push_backlog(
+    app: Chancy,
+    queue: str,
+    func: str,
+    n: int,
+    keys: int = 0,
+    scheduled_at: datetime.datetime | None = None,
+) -> float:
     """Queue ``n`` jobs in one transaction (COPY); return the seconds it took.
 
-    With ``keys``, job ``i`` carries the partition key ``k{i % keys}``.
+    With ``keys``, job ``i`` carries the partition key ``k{i % keys}``; with
+    ``scheduled_at``, every job is scheduled for then.
     """
     job = Job(func=func, queue=queue)
+    if scheduled_at is not None:
+        job = job.with_scheduled_at(scheduled_at)
     if keys:
         variants = [job.with_partition_key(f"k{i}") for i in range(keys)]
         jobs = [variants[i % keys] for i in range(n)]

@@ -618,9 +618,7 @@ async def _claims_behind_later(
     passes all of them. Compared with the same claims with nothing scheduled for later."""
     later = sizes.scale_later
     tomorrow = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
-    job = Job(func="bench.jobs.noop", queue=queue, scheduled_at=tomorrow)
-    async for _ in app.push_many([job] * later, batch_size=max(later, 1)):
-        pass
+    await push_backlog(app, queue, "bench.jobs.noop", later, scheduled_at=tomorrow)
     await push_backlog(app, queue, "bench.jobs.noop", sizes.scale_claims * 100)
     await _execute(dsn, prefix, "vacuum_analyze_jobs")
     claims = await _claim_latencies(app, dsn, prefix, queue, sizes.scale_claims)
