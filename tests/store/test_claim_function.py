@@ -1,5 +1,5 @@
-"""The unlimited claim is the function claim_jobs (migration v0017): its SET list is a copy of
-the claim_or_expire fragment the limited claims use, and must stay the same."""
+"""The unlimited claim is the function claim_jobs (migration v0017, replaced by v0022): its SET
+list is a copy of the claim_or_expire fragment the limited claims use, and must stay the same."""
 
 from __future__ import annotations
 
@@ -24,13 +24,16 @@ def _normal(text: str) -> str:
 
 def test_claim_function_sets_what_the_limited_claims_set() -> None:
     fragment = _normal(_fragments()["{claim_or_expire}"]).replace("%(worker_id)s", "p_worker_id")
-    migration = resources.files("chancy.migrations.core").joinpath("v0017.up.sql").read_text()
+    migration = resources.files("chancy.migrations.core").joinpath("v0022.up.sql").read_text()
     body = _normal(migration)
     assert fragment.startswith("state = CASE"), fragment
-    assert f"SET {fragment} WHERE j.id = ANY(ARRAY(SELECT id FROM picked))" in body, (
-        "claim_jobs (migration v0017) and the claim_or_expire fragment differ: a change to one"
+    assert f"SET {fragment} WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))" in body, (
+        "claim_jobs (migration v0022) and the claim_or_expire fragment differ: a change to one"
         " needs a new migration that replaces the function with the same SET list"
     )
+    claimed = _normal(_fragments()["{claim_picked}"])
+    fragment = fragment.replace("p_worker_id", "%(worker_id)s")
+    assert f"SET {fragment} WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))" in claimed
 
 
 async def test_a_claim_reads_each_job_as_stored(chancy: Chancy) -> None:

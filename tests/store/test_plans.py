@@ -660,6 +660,26 @@ def test_statement_plans_never_scan_whole_tables_or_indexes(
                 if n.get("Index Name") in waiting and "scheduled_at" in n.get("Filter", "")
             ]
             if case in ORDERED:
+                # The claim updates the rows it picked and locked by their versions (a TID
+                # scan, migration v0022), not by a second lookup of their ids.
+                updates = [
+                    n
+                    for n in nodes(plan)
+                    if n["Node Type"] == "ModifyTable" and n.get("Operation") == "Update"
+                ]
+                read = [
+                    c["Node Type"]
+                    for n in updates
+                    for c in n["Plans"]
+                    if c.get("Parent Relationship") == "Outer"
+                ]
+                bad += [
+                    f"claim's UPDATE reads {r}, not the picked rows"
+                    for r in read
+                    if r != "Tid Scan"
+                ]
+                if not updates:
+                    bad.append("no UPDATE in the claim's plan")
                 bad += [
                     f"{n['Node Type']} of waiting jobs"
                     for n in nodes(plan)

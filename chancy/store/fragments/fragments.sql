@@ -115,11 +115,17 @@ LEFT JOIN claimed ON true
 
 -- name: claim_picked
 -- Claim the picked rows (claimed: started, or failed when their deadline has passed) and
--- count those that started (taken); expired jobs use no room.
+-- count those that started (taken); expired jobs use no room. `picked` gives the row
+-- versions it locked (ctid), and the UPDATE goes straight to them (a TID scan, whatever the
+-- statistics say): a locked row cannot move while this statement runs, and a lookup of the
+-- ids by primary key would cost every claimed job a descent of that index (see migration
+-- v0022, which does the same in claim_jobs). A row picked in a version newer than this
+-- statement's snapshot (changed and committed by another session meanwhile, still waiting)
+-- is not visible to the UPDATE: it stays waiting for the next claim.
 claimed AS (
     UPDATE {prefix}jobs AS j
     SET {claim_or_expire}
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))
     RETURNING j.*
 ), taken AS (
     SELECT count(*)::integer AS n, coalesce(array_agg(c.id), '{}') AS ids FROM claimed AS c

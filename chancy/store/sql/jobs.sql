@@ -163,9 +163,10 @@ COMMIT;
 
 -- name: job_fetch
 -- Claim up to %(limit)s waiting jobs of one queue for %(worker_id)s: one statement, in
--- autocommit. The claim itself is the function {prefix}claim_jobs (migrations v0017 and
--- v0018), which runs under its planner settings (SET enable_bitmapscan = off, enable_seqscan
--- = off) and says why; a picked job whose deadline has passed comes back failed
+-- autocommit. The claim itself is the function {prefix}claim_jobs (migrations v0017, v0018
+-- and v0022), which runs under its planner settings (SET enable_bitmapscan = off,
+-- enable_seqscan = off), updates the rows it picked by their versions (ctid) and says why; a
+-- picked job whose deadline has passed comes back failed
 -- (meta.expired), to be told apart. An empty JSON object or list comes back as NULL, which
 -- the worker reads as that empty value (chancy.store.claims.claimed_row_maker): most jobs
 -- have no kwargs, limits, meta or errors, and each value spared is a JSON parse per job.

@@ -39,7 +39,7 @@ WITH conf AS (
     WHERE q.name = %(queue)s
 ), {claim_room}
 ), picked AS (
-    SELECT j.id FROM {prefix}jobs AS j
+    SELECT j.ctid FROM {prefix}jobs AS j
     WHERE j.queue = %(queue)s
       AND j.state IN ('pending', 'retrying')
       AND j.scheduled_at <= now()
@@ -157,7 +157,7 @@ WITH RECURSIVE conf AS (
     ) AS f
     WHERE f.partition_key IS NULL
 ), picked AS (
-    SELECT j.id FROM {prefix}jobs AS j
+    SELECT j.ctid FROM {prefix}jobs AS j
     WHERE j.id = ANY(ARRAY(
             SELECT c.id FROM candidates AS c
             ORDER BY c.priority DESC, c.id

@@ -89,7 +89,7 @@ WITH RECURSIVE conf AS (
     ) AS f
     WHERE f.partition_key IS NULL
 ), picked AS (
-    SELECT j.id FROM {prefix}jobs AS j
+    SELECT j.ctid FROM {prefix}jobs AS j
     WHERE j.id = ANY(ARRAY(
             SELECT c.id FROM candidates AS c
             ORDER BY c.priority DESC, c.id
