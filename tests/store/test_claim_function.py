@@ -3,14 +3,18 @@ list is a copy of the claim_or_expire fragment the limited claims use, and must 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
+import psycopg
+import pytest
+from psycopg import sql
 from psycopg.rows import dict_row
 
-from chancy import Chancy, Job, Limit, QueuedJob, Reference
+from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference
 from chancy.outcome import Outcome, build_outcome, evolve
 from chancy.store import run
 from chancy.store.encode import _uuid_array_literal
@@ -87,3 +91,83 @@ async def test_a_claim_commits_durably(chancy: Chancy) -> None:
             assert len(await run(cur, chancy.store.job_fetch("c", 1, "w1"))) == 1
             setting = await (await cur.execute("SHOW synchronous_commit")).fetchone()
             assert setting == {"synchronous_commit": "on"}
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["plain", "limited"])
+async def test_racing_claims_take_every_job_once_while_rows_change(
+    chancy: Chancy, dsn: str, prefix: str, limited: bool
+) -> None:
+    """Claims update the rows they picked by row version (ctid, migration v0022 and the
+    claim_picked fragment). Four claimers race over one queue while another session keeps
+    rewriting waiting rows (a new version of each, committed between a claim's snapshot and
+    its lock): every job is claimed exactly once, and each stored row is running under the
+    claimer and claim id that took it. A row picked in a version the claim's snapshot cannot
+    see is left waiting for a later claim, never lost or taken twice."""
+    total = 3000
+    queue = Queue("race", global_concurrency=100_000) if limited else Queue("race")
+    await chancy.declare(queue)
+    declared = await chancy.get_queue("race")
+    assert declared.has_limits is limited
+    refs = [
+        ref
+        async for batch in chancy.push_many(
+            [Job(func="tests.jobs.noop", queue="race", kwargs={"n": i}) for i in range(total)]
+        )
+        for ref in batch
+    ]
+    jobs = sql.Identifier(f"{prefix}jobs")
+    done = asyncio.Event()
+
+    async def claimer(name: str) -> list[QueuedJob]:
+        taken: list[QueuedJob] = []
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            while True:
+                async with conn.cursor(row_factory=dict_row) as cur:
+                    if limited:
+                        async with conn.transaction():
+                            got = (
+                                await run(cur, chancy.store.job_fetch_limited(declared, 50, name))
+                            ).jobs
+                    else:
+                        got = await run(cur, chancy.store.job_fetch("race", 50, name))
+                    taken += got
+                    if not got:
+                        left = await cur.execute(
+                            sql.SQL("SELECT count(*) AS n FROM {} WHERE state = 'pending'").format(
+                                jobs
+                            )
+                        )
+                        if (await left.fetchone() or {"n": 1})["n"] == 0:
+                            return taken
+
+    async def rewriter() -> int:
+        rewrites = 0
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            while not done.is_set():
+                cur = await conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET meta = meta WHERE id IN (SELECT id FROM {} WHERE state"
+                        " = 'pending' ORDER BY random() LIMIT 20)"
+                    ).format(jobs, jobs)
+                )
+                rewrites += cur.rowcount
+        return rewrites
+
+    rewriting = asyncio.create_task(rewriter())
+    try:
+        results = await asyncio.gather(*(claimer(f"w{i}") for i in range(4)))
+    finally:
+        done.set()
+        rewrites = await rewriting
+    assert rewrites > 0
+    claimed = [job for taken in results for job in taken]
+    assert len(claimed) == total
+    assert {job.id for job in claimed} == {ref.identifier for ref in refs}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            sql.SQL("SELECT id, state, taken_by, claim_id FROM {}").format(jobs)
+        )
+        stored = {row[0]: row[1:] for row in await cur.fetchall()}
+    for name, taken in zip((f"w{i}" for i in range(4)), results, strict=True):
+        for job in taken:
+            assert stored[job.id] == ("running", name, job.claim_id)
