@@ -15,7 +15,7 @@
 
 -- name: claim_or_expire
 -- The SET list of every claim (the limited claims here; job_fetch's function claim_jobs,
--- migration v0017, has a copy that must be kept the same): a picked job starts
+-- migration v0022, has a copy that must be kept the same): a picked job starts
 -- running under a fresh claim_id, unless its deadline has passed, in which case it is never
 -- started: it ends failed with an error saying so and meta.expired = true.
 state = CASE WHEN (j.deadline <= now()) IS TRUE THEN 'failed' ELSE 'running' END,

@@ -1,6 +1,7 @@
 -- Planning rule for this file (tests/store/test_plans.py checks it under misleading
 -- statistics): rows are found by primary key or through a partial index with an index
--- condition, never by a join the planner may turn into a scan. Lists of ids are written
+-- condition (a claim updates the rows it has just picked and locked by their row versions,
+-- ctid), never by a join the planner may turn into a scan. Lists of ids are written
 -- `id = ANY(ARRAY(SELECT unnest(...)))`: the planner cannot see the list's length, so it
 -- always takes the primary key. A state condition on rows found by id is written
 -- `(state = ...) IS TRUE`, which no partial index predicate matches, so the planner never
