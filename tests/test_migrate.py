@@ -12,6 +12,7 @@ from chancy import Chancy, Worker
 from chancy.errors import MigrationError, MigrationsNeededError
 from chancy.migrate import Migrator
 from chancy.plugin import Plugin
+from tests.conftest import eventually
 
 CATALOG = """
 SELECT 'column' AS kind, c.relname || '.' || a.attname AS name,
@@ -146,3 +147,43 @@ async def test_out_of_date_schema_is_refused(dsn: str, prefix: str) -> None:
             await app.check_migrations()
         finally:
             await app.migrate(to_version=0)
+
+
+@pytest.mark.parametrize(("start", "target"), [(20, 21), (21, 20), (10, 11), (8, 9), (9, 8)])
+async def test_an_index_rebuild_waits_for_a_live_claim_instead_of_deadlocking(
+    dsn: str, prefix: str, start: int, target: int
+) -> None:
+    """A migration that builds and drops indexes of the jobs table (v0009, v0011, v0021)
+    locks the table outright before it starts. A live worker's claim locks the table in two
+    steps (its pick: ROW SHARE; its update: ROW EXCLUSIVE): a migration that took its index
+    build's SHARE lock in between and then asked for the ACCESS EXCLUSIVE of DROP INDEX
+    waited for the claim while the claim waited for it, and PostgreSQL ended one of them
+    (seen at a test's teardown). Here a transaction holds the pick's lock while the migration
+    runs, then updates: it must go through, and the migration complete after it."""
+    app = Chancy(dsn, prefix=prefix, no_default_plugins=True, max_connection_pool_size=2)
+    try:
+        await app.migrate(to_version=start)
+        jobs = f"{prefix}jobs"
+        async with await psycopg.AsyncConnection.connect(dsn) as claim:
+            await claim.execute(f"SELECT id FROM {jobs} FOR UPDATE SKIP LOCKED")  # type: ignore[arg-type]
+            migrating = asyncio.create_task(app.migrate(to_version=target))
+
+            async def waits() -> bool:
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
+                    cur = await c.execute(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation"
+                        " WHERE r.relname = %s AND NOT l.granted"
+                        " AND l.mode = 'AccessExclusiveLock'",
+                        (jobs,),
+                    )
+                    row = await cur.fetchone()
+                return bool(row and row[0])
+
+            await eventually(waits, message="the migration waits for the claim's lock")
+            await claim.execute(f"UPDATE {jobs} SET priority = priority")  # type: ignore[arg-type]
+            await claim.commit()
+        await asyncio.wait_for(migrating, timeout=60)
+        assert (await versions(dsn, prefix))["chancy"] == target
+    finally:
+        await app.migrate(to_version=0)
+        await app.close()

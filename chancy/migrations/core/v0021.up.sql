@@ -8,6 +8,12 @@
 -- instead of 21-22, and a claim that found nothing read 100,000 rows (12.5 ms instead of
 -- 3.1 ms). The order of the claim is unchanged: scheduled_at follows the unique id, so it
 -- sorts nothing, it is only there to be checked (tests/store/test_plans.py).
+-- The jobs table is locked outright first: the index builds below take SHARE and the index
+-- drops ACCESS EXCLUSIVE, and a live worker's claim, between its pick (ROW SHARE) and its
+-- update (ROW EXCLUSIVE), would otherwise wait for this migration while it waits for the
+-- claim (a deadlock; tests/test_migrate.py). Locked first, the migration waits for the claim.
+LOCK TABLE {prefix}jobs IN ACCESS EXCLUSIVE MODE;
+
 CREATE INDEX {prefix}jobs_claim_due ON {prefix}jobs (queue, priority DESC, id, scheduled_at)
     WHERE state IN ('pending', 'retrying');
 DROP INDEX {prefix}jobs_claim;
