@@ -154,8 +154,9 @@ async def test_an_index_rebuild_waits_for_a_live_claim_instead_of_deadlocking(
     dsn: str, prefix: str, start: int, target: int
 ) -> None:
     """A migration that builds and drops indexes of the jobs table (v0009, v0011, v0021)
-    locks the table outright before it starts. A live worker's claim locks the table in two
-    steps (its pick: ROW SHARE; its update: ROW EXCLUSIVE): a migration that took its index
+    takes the strongest lock on the table first (an explicit LOCK TABLE, or a DROP INDEX as
+    its first statement, as v0009 and v0011 up do). A live worker's claim locks the table in
+    two steps (its pick: ROW SHARE; its update: ROW EXCLUSIVE): a migration that took its index
     build's SHARE lock in between and then asked for the ACCESS EXCLUSIVE of DROP INDEX
     waited for the claim while the claim waited for it, and PostgreSQL ended one of them
     (seen at a test's teardown). Here a transaction holds the pick's lock while the migration

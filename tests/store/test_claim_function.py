@@ -1,5 +1,6 @@
-"""The unlimited claim is the function claim_jobs (migration v0017, replaced by v0022): its SET
-list is a copy of the claim_or_expire fragment the limited claims use, and must stay the same."""
+"""The unlimited claim is the function claim_jobs (migration v0017, last replaced by v0022): its
+SET list is a copy of the claim_or_expire fragment the limited claims use, and must stay the
+same."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 
 import psycopg
 import pytest
@@ -26,14 +26,23 @@ def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def test_claim_function_sets_what_the_limited_claims_set() -> None:
+async def test_claim_function_sets_what_the_limited_claims_set(chancy: Chancy) -> None:
+    """Read as the migrations leave it, whichever migration replaced the function last."""
     fragment = _normal(_fragments()["{claim_or_expire}"]).replace("%(worker_id)s", "p_worker_id")
-    migration = resources.files("chancy.migrations.core").joinpath("v0022.up.sql").read_text()
-    body = _normal(migration)
+    pool = await chancy.open()
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)",
+            (f"{chancy.prefix}claim_jobs(text, integer, text)",),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    body = _normal(row[0]).replace(chancy.prefix, "{prefix}")
     assert fragment.startswith("state = CASE"), fragment
     assert f"SET {fragment} WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))" in body, (
-        "claim_jobs (migration v0022) and the claim_or_expire fragment differ: a change to one"
-        " needs a new migration that replaces the function with the same SET list"
+        "claim_jobs (as the migrations leave it) and the claim_or_expire fragment differ: a"
+        " change to one needs a new migration that replaces the function with the same SET"
+        " list"
     )
     claimed = _normal(_fragments()["{claim_picked}"])
     fragment = fragment.replace("p_worker_id", "%(worker_id)s")
