@@ -1,4 +1,4 @@
-"""The unlimited claim is the function claim_jobs (migration v0017, last replaced by v0022): its
+"""The unlimited claim is the function claim_jobs (migration v0017, last replaced by v0023): its
 SET list is a copy of the claim_or_expire fragment the limited claims use, and must stay the
 same."""
 
@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference
 from chancy.outcome import Outcome, build_outcome, evolve
+from chancy.runtime.producer import fetch_claim
 from chancy.store import run
 from chancy.store.encode import _uuid_array_literal
 from chancy.store.loader import _fragments
@@ -47,6 +48,60 @@ async def test_claim_function_sets_what_the_limited_claims_set(chancy: Chancy) -
     claimed = _normal(_fragments()["{claim_picked}"])
     fragment = fragment.replace("p_worker_id", "%(worker_id)s")
     assert f"SET {fragment} WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))" in claimed
+
+
+CLAIM_FORMS = {
+    "plain": Queue("form"),
+    "limited": Queue("form", global_concurrency=100),
+    "keyed": Queue("form", partition_concurrency=10),
+    "fair": Queue("form", fairness=True),
+    "ordered": Queue("form", partition_ordered=True),
+}
+
+
+@pytest.mark.parametrize("form", list(CLAIM_FORMS))
+async def test_each_claim_draws_one_claim_id_for_the_jobs_it_takes(
+    chancy: Chancy, form: str
+) -> None:
+    """Every claim form draws its claim id once per statement (migration v0023 and the
+    claim_or_expire fragment: a gen_random_uuid() per row cost about 1.6 us per claimed job):
+    the jobs one claim takes share it, and the next claim, of other jobs or of the same job
+    given back, draws a new one. A run is the pair (id, claim_id), which every fenced write
+    matches: a write under the first claim's id changes nothing once the job runs again."""
+    await chancy.declare(CLAIM_FORMS[form])
+    queue = await chancy.get_queue("form")
+    for i in range(8):
+        await chancy.push(Job(func="tests.jobs.noop", queue="form", partition_key=f"k{i}"))
+    pool = await chancy.open()
+    async with pool.connection() as conn:
+        first = (await fetch_claim(chancy, "w1", queue, conn, up_to=4)).jobs
+        second = (await fetch_claim(chancy, "w1", queue, conn, up_to=4)).jobs
+    assert len(first) == len(second) == 4
+    first_ids = {job.claim_id for job in first}
+    assert len(first_ids) == 1 and None not in first_ids
+    assert len({job.claim_id for job in second}) == 1
+    assert first[0].claim_id != second[0].claim_id
+    for job in (*first, *second):
+        stored = await chancy.get_job(Reference(job.id))
+        assert stored is not None and (stored.state, stored.claim_id) == ("running", job.claim_id)
+
+    # The first job given back and claimed again: a new claim id, and the old one is fenced out.
+    again = first[0]
+    given = Outcome(evolve(again, state=QueuedJob.State.PENDING))
+    assert await chancy.db.run(chancy.store.job_complete_many([given], notify=False)) == [again.id]
+    async with pool.connection() as conn:
+        retaken = (await fetch_claim(chancy, "w2", queue, conn, up_to=4)).jobs
+    assert [job.id for job in retaken] == [again.id]
+    assert retaken[0].claim_id not in (first[0].claim_id, second[0].claim_id)
+    late = build_outcome(again, None, "late", max_result_size=1000)
+    assert await chancy.db.run(chancy.store.job_complete_many([late], notify=False)) == []
+    stored = await chancy.get_job(Reference(again.id))
+    assert stored is not None
+    assert (stored.state, stored.taken_by, stored.claim_id) == (
+        "running",
+        "w2",
+        retaken[0].claim_id,
+    )
 
 
 async def test_a_claim_reads_each_job_as_stored(chancy: Chancy) -> None:

@@ -164,8 +164,8 @@ COMMIT;
 
 -- name: job_fetch
 -- Claim up to %(limit)s waiting jobs of one queue for %(worker_id)s: one statement, in
--- autocommit. The claim itself is the function {prefix}claim_jobs (migrations v0017, v0018
--- and v0022), which runs under its planner settings (SET enable_bitmapscan = off,
+-- autocommit. The claim itself is the function {prefix}claim_jobs (migrations v0017, v0018,
+-- v0022 and v0023), which runs under its planner settings (SET enable_bitmapscan = off,
 -- enable_seqscan = off), updates the rows it picked by their versions (ctid) and says why; a
 -- picked job whose deadline has passed comes back failed
 -- (meta.expired), to be told apart. An empty JSON object or list comes back as NULL, which
