@@ -4,6 +4,14 @@ Daemon threads, not ``concurrent.futures.ThreadPoolExecutor``, whose threads are
 interpreter exit: a job stuck forever must never keep a stopping worker alive. A job past its
 time limit, or cancelled, is reported at once and its slot freed; its thread is interrupted
 as far as Python allows and is then retired rather than reused.
+
+While jobs are short, a busy thread is handed a few more to run after its current one (they
+wait in its inbox): each job handed over one at a time cost a round trip through the event
+loop, hand-offs of the GIL and a wake-up of the loop. Drains of 10,000 no-op jobs with 16
+threads (12 of each, alternated): median 19,527 jobs/s one at a time (slowest 11,812),
+24,433 with up to four per thread (slowest 21,871). A job waiting in a thread that is
+cancelled is skipped; the jobs waiting behind one whose thread is interrupted go back to
+the executor's queue.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import ctypes
 import inspect
 import itertools
 import logging
+import operator
 import os
 import platform
 import queue as queue_module
@@ -37,6 +46,12 @@ log = logging.getLogger("chancy.executor.thread")
 
 _FLUSH_TIMEOUT = 5.0
 
+#: A busy thread is handed more jobs only while they take under this long on average (so
+#: a job is never held back long behind another), and holds at most _PER_THREAD in all.
+_AHEAD_WINDOW = 0.005
+_PER_THREAD = 4
+_assigned = operator.attrgetter("assigned")
+
 # Raising an exception in another thread needs CPython's PyThreadState_SetAsyncExc.
 _CAN_INTERRUPT = platform.python_implementation() == "CPython" and hasattr(ctypes, "pythonapi")
 
@@ -57,12 +72,16 @@ def _set_async_exc(ident: int, exc_type: type[BaseException] | None) -> int:
 class _Thread:
     """A daemon thread that runs the runs put in its inbox, one at a time."""
 
-    __slots__ = ("ident", "inbox", "thread")
+    __slots__ = ("assigned", "ident", "inbox", "retired", "thread")
 
     def __init__(self) -> None:
         self.inbox: queue_module.SimpleQueue[_Run | None] = queue_module.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.ident: int | None = None
+        #: Runs put in the inbox that the loop has not seen end (the event loop's count).
+        self.assigned = 0
+        #: Interrupted: it ends after its current run and is never handed another.
+        self.retired = False
 
 
 class _Run:
@@ -77,6 +96,7 @@ class _Run:
         "limit",
         "lock",
         "loop",
+        "started",
         "task",
         "thread",
     )
@@ -85,6 +105,8 @@ class _Run:
         self.job = job
         self.thread = thread
         self.lock = threading.Lock()
+        #: Set by the thread as it begins the job (a run handed ahead waits until then).
+        self.started = False
         self.finished = False
         self.interrupted = False
         self.limit: float | None = None
@@ -101,6 +123,8 @@ class ThreadedExecutor(PrefetchingExecutor):
 
     Options: ``time_limit`` (seconds, for jobs without a TIME limit of their own) and
     ``prefetch`` (64; short jobs are claimed ahead of free threads, see PrefetchingExecutor).
+    While jobs take under 5 ms, a busy thread is also handed up to 3 more jobs without a time
+    limit, to run after its current one (``prefetch=0`` turns both off).
 
     Limits are best effort, as threads cannot be killed: at the deadline (or on
     cancellation) the job is reported as failed and its slot freed at once; an async job's
@@ -112,6 +136,8 @@ class ThreadedExecutor(PrefetchingExecutor):
     def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
         super().__init__(worker, queue, **options)
         self._idle: list[_Thread] = []
+        #: Threads that have runs (at most ``concurrency``); the others are idle or retired.
+        self._busy: set[_Thread] = set()
         self._runs: dict[uuid.UUID, _Run] = {}
         self._functions = FunctionCache(type(self).get_function_and_kwargs)
         self._reporter = Reporter(self.on_job_completed)
@@ -152,10 +178,40 @@ class ThreadedExecutor(PrefetchingExecutor):
                 type(self).__name__,
             )
         self.jobs[job.id] = job
-        if len(self._runs) >= self.concurrency:
-            self._waiting.append(job)  # claimed ahead: it starts when a thread is free
+        if len(self._busy) < self.concurrency:
+            self._start(job, self._idle.pop() if self._idle else None)
             return
-        self._start(job, self._idle.pop() if self._idle else None)
+        if not self._waiting and self._may_wait_in_a_thread(job):
+            depth = self._per_thread()
+            thread = min(self._busy, key=_assigned, default=None)
+            if thread is not None and thread.assigned < depth:
+                self._start(job, thread)  # runs after the job(s) before it on that thread
+                return
+        self._waiting.append(job)  # claimed ahead: it starts when a thread is free
+
+    def _per_thread(self) -> int:
+        """How many runs a thread may hold: 1, or more while jobs are short."""
+        runtime = self._runtime
+        if not self.prefetch or runtime is None or runtime >= _AHEAD_WINDOW:
+            return 1
+        return _PER_THREAD
+
+    def _may_wait_in_a_thread(self, job: QueuedJob) -> bool:
+        """A job may wait behind another in a thread unless it has a time limit (its clock
+        starts when it is handed over)."""
+        return self.time_limit_for(job) is None
+
+    def _fill(self, thread: _Thread) -> None:
+        """Hand ``thread`` waiting jobs, in order: one when it is idle, more while jobs are
+        short and the next one may wait in a thread."""
+        waiting = self._waiting
+        if not waiting or self._stopped:
+            return
+        if not thread.assigned:
+            self._start(waiting.popleft(), thread)
+        depth = self._per_thread()
+        while waiting and thread.assigned < depth and self._may_wait_in_a_thread(waiting[0]):
+            self._start(waiting.popleft(), thread)
 
     def _start(self, job: QueuedJob, thread: _Thread | None) -> None:
         assert self._loop is not None
@@ -167,15 +223,32 @@ class ThreadedExecutor(PrefetchingExecutor):
         run = _Run(job, thread)
         self.jobs[job.id] = job
         self._runs[job.id] = run
+        thread.assigned += 1
+        self._busy.add(thread)
         if limit is not None:
             run.limit = limit
             run.deadline = self._loop.call_later(limit, self._on_deadline, run)
         thread.inbox.put(run)
 
+    def _release(self, thread: _Thread) -> None:
+        """One of ``thread``'s runs left it (ended, or cancelled before it started): hand it
+        what waits, or let it be idle. A retired thread's earlier runs still end here."""
+        thread.assigned -= 1
+        if thread.retired:
+            return
+        self._fill(thread)
+        if not thread.assigned:
+            self._busy.discard(thread)
+            self._idle.append(thread)
+
     async def cancel(self, ref: Reference) -> None:
         run = self._runs.get(ref.identifier)
         if run is not None:
-            self._abandon(run, JobFailedError("the job was cancelled while running"))
+            self._abandon(
+                run,
+                JobFailedError("the job was cancelled while running"),
+                unstarted=JobFailedError("the job was cancelled before it ran"),
+            )
             return
         if (job := self.take_waiting(ref.identifier)) is not None:
             self._reporter.report(job, JobFailedError("the job was cancelled before it ran"))
@@ -188,9 +261,11 @@ class ThreadedExecutor(PrefetchingExecutor):
                 run.deadline.cancel()
             self._interrupt(run)
         self._runs.clear()
-        for thread in self._idle:
+        # A busy thread ends after its runs (skipped, or interrupted: then it retires first).
+        for thread in (*self._idle, *self._busy):
             thread.inbox.put(None)
         self._idle.clear()
+        self._busy.clear()
         await self._reporter.flush(timeout=_FLUSH_TIMEOUT)
 
     def _start_thread(self) -> _Thread:
@@ -213,25 +288,62 @@ class ThreadedExecutor(PrefetchingExecutor):
             ),
         )
 
-    def _abandon(self, run: _Run, exc: BaseException) -> None:
-        """Report ``run`` as failed with ``exc`` now and free its slot, if it is still running."""
+    def _abandon(
+        self, run: _Run, exc: BaseException, *, unstarted: BaseException | None = None
+    ) -> None:
+        """Report ``run`` as failed with ``exc`` now and free its slot, if it has not ended.
+
+        A run that had not started (it waited in its thread) is skipped by its thread, which
+        goes on, and is reported with ``unstarted`` when given. One that had started is
+        interrupted and its thread retires: the runs waiting behind it in that thread go
+        back to the front of the executor's queue."""
         job = run.job
-        if self._runs.get(job.id) is not run or not self._interrupt(run):
+        if self._runs.get(job.id) is not run:
+            return
+        started = self._interrupt(run)
+        if started is None:
             return  # already finished: its own outcome is on its way
         del self._runs[job.id]
         self.jobs.pop(job.id, None)
         if run.deadline is not None:
             run.deadline.cancel()
-        if self._waiting and not self._stopped:
-            self._start(self._waiting.popleft(), None)  # the interrupted thread retires
-        self._reporter.report(job, exc)
+        if started:
+            self._retire(run.thread)
+        else:
+            self._release(run.thread)
+        while self._waiting and not self._stopped and len(self._busy) < self.concurrency:
+            self._fill(self._idle.pop() if self._idle else self._start_thread())
+        self._reporter.report(job, exc if started or unstarted is None else unstarted)
 
-    def _interrupt(self, run: _Run) -> bool:
-        """Interrupt ``run`` unless it already finished; True when it was still running."""
+    def _retire(self, thread: _Thread) -> None:
+        """``thread`` was interrupted and ends after its current run: take back the runs
+        waiting behind it (not started; marked so it would skip them) and queue their jobs
+        first, in order."""
+        thread.retired = True
+        self._busy.discard(thread)
+        behind = []
+        for job_id, other in list(self._runs.items()):
+            if other.thread is not thread:
+                continue
+            with other.lock:
+                if other.started:
+                    continue  # it ran before the interrupted one: its outcome is on its way
+                other.interrupted = True
+            del self._runs[job_id]
+            if other.deadline is not None:
+                other.deadline.cancel()
+            behind.append(other.job)
+        self._waiting.extendleft(reversed(behind))
+
+    def _interrupt(self, run: _Run) -> bool | None:
+        """Interrupt ``run`` unless it already ended: None when it had, False when it had not
+        started (its thread skips it), True when it was running (its thread is interrupted)."""
         with run.lock:
             if run.finished or run.interrupted:
-                return False
+                return None
             run.interrupted = True
+            if not run.started:
+                return False
             if run.task is not None and run.loop is not None:
                 try:
                     run.loop.call_soon_threadsafe(run.task.cancel)
@@ -261,12 +373,7 @@ class ThreadedExecutor(PrefetchingExecutor):
             if run.deadline is not None:
                 run.deadline.cancel()
             self.observe_runtime(run.elapsed)
-            if self._stopped:
-                run.thread.inbox.put(None)
-            elif self._waiting:
-                self._start(self._waiting.popleft(), run.thread)
-            else:
-                self._idle.append(run.thread)
+            self._release(run.thread)
             self._reporter.report(job, exc, result)
 
     # -- the threads' side --------------------------------------------------------------
@@ -282,16 +389,19 @@ class ThreadedExecutor(PrefetchingExecutor):
 
     def _execute(self, run: _Run) -> bool:
         """Run one job and post its outcome; False when the thread must retire."""
+        with run.lock:
+            if run.interrupted:
+                # Cancelled, or taken back, before it started: the loop already dealt with
+                # it, and nothing was raised in this thread, which goes on.
+                return True
+            run.started = True
         try:
+            started = time.monotonic()
+            job, exc, result = self._invoke(run)
+            run.elapsed = time.monotonic() - started
             with run.lock:
-                interrupted = run.interrupted  # timed out or cancelled before it started
-            if not interrupted:
-                started = time.monotonic()
-                job, exc, result = self._invoke(run)
-                run.elapsed = time.monotonic() - started
-                with run.lock:
-                    run.finished = True
-                    interrupted = run.interrupted
+                run.finished = True
+                interrupted: bool = run.interrupted
         except JobInterrupted:
             interrupted = True
         if interrupted:
