@@ -24,6 +24,7 @@ from tests.executors.conftest import (
     held,
     make_job,
     push_stuck,
+    short_jobs,
     wait_for_file,
 )
 from tests.executors.test_process import is_alive
@@ -31,11 +32,6 @@ from tests.executors.test_process import is_alive
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 State = QueuedJob.State
-
-
-def short_jobs(harness: Harness) -> None:
-    """Make the executor believe jobs take 0.1 ms, so it sends them ahead."""
-    harness.executor._runtime = 0.0001
 
 
 def only_child(harness: Harness) -> Child:

@@ -9,7 +9,6 @@ the thread, that ``prefetch=0`` turns it off and that stopping ends the thread.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,18 @@ import pytest
 from chancy.executors.thread import _PER_THREAD
 from chancy.job import QueuedJob, Reference
 from tests.conftest import eventually
-from tests.executors.conftest import Harness, assert_cancelled_unrun, held, make_job
+from tests.executors.conftest import (
+    Harness,
+    assert_cancelled_unrun,
+    held,
+    make_job,
+    short_jobs,
+)
+from tests.executors.test_thread import chancy_threads
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 State = QueuedJob.State
-
-
-def short_jobs(harness: Harness) -> None:
-    """Make the executor believe jobs take 0.1 ms, so it hands them to busy threads."""
-    harness.executor._runtime = 0.0001
-
-
-def chancy_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("chancy-")}
 
 
 def waiting_in_threads(harness: Harness) -> int:
