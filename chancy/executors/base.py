@@ -319,6 +319,10 @@ PREFETCH_WINDOW = 0.05
 #: async queue of 500 tasks claimed 8,000 no-op jobs at a time unbounded and drained 20%
 #: slower than with this cap.
 MAX_AHEAD = 1000
+#: Executors that also keep jobs waiting inside a busy child or thread (ProcessExecutor,
+#: ThreadedExecutor) do so only while jobs take under this long on average, so that a job
+#: is never held back long behind another (``PrefetchingExecutor.hands_ahead``).
+HAND_AHEAD_WINDOW = 0.005
 
 
 class PrefetchingExecutor(ConcurrentExecutor):
@@ -360,6 +364,14 @@ class PrefetchingExecutor(ConcurrentExecutor):
                 self.jobs.pop(job.id, None)
                 return job
         return None
+
+    def hands_ahead(self) -> float | None:
+        """The measured run time while jobs may also wait inside a busy child or thread
+        (prefetch on, jobs under ``HAND_AHEAD_WINDOW``); None otherwise."""
+        runtime = self._runtime
+        if not self.prefetch or runtime is None or runtime >= HAND_AHEAD_WINDOW:
+            return None
+        return runtime
 
     def observe_runtime(self, elapsed: float) -> None:
         runtime = self._runtime

@@ -32,7 +32,12 @@ from chancy.executors._spawning import (
     default_start_method,
     preload_in_forkserver,
 )
-from chancy.executors.base import PLATFORM_LINUX, Executor, PrefetchingExecutor
+from chancy.executors.base import (
+    HAND_AHEAD_WINDOW,
+    PLATFORM_LINUX,
+    Executor,
+    PrefetchingExecutor,
+)
 from chancy.job import QueuedJob, Reference
 from chancy.progress import Report, deliver
 
@@ -44,9 +49,9 @@ log = logging.getLogger("chancy.executor.process")
 
 _MAX_REMEMBERED_FUNCS = 2048
 #: A child is sent jobs ahead (they wait in the child, so it never idles for a round trip
-#: through the worker's loop) only while they cover at most this much run time, and at
-#: most _MAX_AHEAD of them: a child that dies or times out hands them back to be rerun.
-_AHEAD_WINDOW = 0.005
+#: through the worker's loop) only while jobs are short (``hands_ahead``), as many as cover
+#: HAND_AHEAD_WINDOW of run time and at most _MAX_AHEAD of them: a child that dies or times
+#: out hands them back to be rerun.
 _MAX_AHEAD = 32
 #: A job cancelled while waiting in a child is asked to be skipped; if it reaches the head
 #: without the child confirming, it is running, and the child is killed after this long.
@@ -207,10 +212,10 @@ class ProcessExecutor(PrefetchingExecutor):
 
     def _ahead(self) -> int:
         """How many jobs a child may hold: 1, plus some sent ahead while jobs are short."""
-        runtime = self._runtime
-        if not self.prefetch or runtime is None or runtime >= _AHEAD_WINDOW:
+        runtime = self.hands_ahead()
+        if runtime is None:
             return 1
-        return 1 + min(self.prefetch, _MAX_AHEAD, int(_AHEAD_WINDOW / max(runtime, 1e-6)))
+        return 1 + min(self.prefetch, _MAX_AHEAD, int(HAND_AHEAD_WINDOW / max(runtime, 1e-6)))
 
     def _feed_soon(self) -> None:
         """``_feed`` at the loop's next turn: the jobs of one claim, or the outcomes of one

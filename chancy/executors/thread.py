@@ -46,9 +46,7 @@ log = logging.getLogger("chancy.executor.thread")
 
 _FLUSH_TIMEOUT = 5.0
 
-#: A busy thread is handed more jobs only while they take under this long on average (so
-#: a job is never held back long behind another), and holds at most _PER_THREAD in all.
-_AHEAD_WINDOW = 0.005
+#: A busy thread holds at most this many runs while jobs are short (``hands_ahead``).
 _PER_THREAD = 4
 _assigned = operator.attrgetter("assigned")
 
@@ -191,10 +189,7 @@ class ThreadedExecutor(PrefetchingExecutor):
 
     def _per_thread(self) -> int:
         """How many runs a thread may hold: 1, or more while jobs are short."""
-        runtime = self._runtime
-        if not self.prefetch or runtime is None or runtime >= _AHEAD_WINDOW:
-            return 1
-        return _PER_THREAD
+        return 1 if self.hands_ahead() is None else _PER_THREAD
 
     def _may_wait_in_a_thread(self, job: QueuedJob) -> bool:
         """A job may wait behind another in a thread unless it has a time limit (its clock
