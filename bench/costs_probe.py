@@ -37,6 +37,8 @@ PHASES: dict[str, str] = {
     "job_insert_many_plain": "push",
     "job_copy": "push",
     "job_copy_lean": "push",
+    "job_copy_unique": "push",
+    "job_copy_lean_unique": "push",
     "job_copy_prepare": "push",
     "job_live_by_unique_keys": "push",
     "workflow_push": "push",

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from chancy import Chancy, Job
+from chancy import Chancy, Job, Queue
 from chancy.errors import InvalidJobError, PushError
 from chancy.store import runner
 from tests.conftest import eventually
@@ -150,12 +150,21 @@ def _keyed(keys: range, func: str = "tests.jobs.noop") -> list[Job]:
     return [Job(func=func, kwargs={"k": k}, unique_key=f"k{k}") for k in keys]
 
 
+#: The statements that write a batch of jobs.
+_WRITES = (
+    "job_insert_many_plain",
+    "job_insert_many_lean",
+    "job_insert_many",
+    "job_copy",
+    "job_copy_lean",
+    "job_copy_unique",
+    "job_copy_lean_unique",
+)
+
+
 def _inserts(chancy: Chancy, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the push INSERT statements run from now on, in order."""
-    names = {
-        chancy.store.q[n]: n
-        for n in ("job_insert_many_plain", "job_insert_many_lean", "job_insert_many")
-    }
+    """The names of the push INSERT and COPY statements run from now on, in order."""
+    names = {chancy.store.q[n]: n for n in _WRITES}
     seen: list[str] = []
     real = runner.run_spec
 
@@ -218,8 +227,9 @@ async def test_a_push_that_found_its_keys_live_makes_the_next_one_not_bet(
     for _ in range(3):
         refs = [r async for batch in chancy.push_many(_keyed(range(1000))) for r in batch]
         assert len(set(refs)) == 1000
+    # Batches of 1,000 (COPY_BET_MIN) bet by COPY.
     assert statements == [
-        "job_insert_many_plain",  # lost
+        "job_copy_lean_unique",  # lost
         "job_insert_many_lean",
         "job_insert_many_lean",  # no bet: the keys were live last time (and are again)
         "job_insert_many_lean",
@@ -230,18 +240,22 @@ async def test_a_push_that_found_its_keys_live_makes_the_next_one_not_bet(
     assert chancy.keys_seen_new
     async for _ in chancy.push_many(_keyed(range(2000, 3000))):
         pass
-    assert statements[-2:] == ["job_insert_many_lean", "job_insert_many_plain"]
+    assert statements[-2:] == ["job_insert_many_lean", "job_copy_lean_unique"]
     assert await _stored(chancy) == 3000
 
 
-async def test_concurrent_pushes_of_the_same_keys_store_each_key_once(chancy: Chancy) -> None:
-    """Two pushers betting on the same keys: the second waits for the first's rows, loses
-    its bet once they commit, and maps its jobs to them."""
+@pytest.mark.parametrize("batch_size", [500, 1500])
+async def test_concurrent_pushes_of_the_same_keys_store_each_key_once(
+    chancy: Chancy, batch_size: int
+) -> None:
+    """Two pushers betting on the same keys (by INSERT, and by COPY from COPY_BET_MIN): the
+    second waits for the first's rows, loses its bet once they commit, and maps its jobs to
+    them."""
 
     async def push() -> list[Any]:
         return [
             r
-            async for batch in chancy.push_many(_keyed(range(1500)), batch_size=500)
+            async for batch in chancy.push_many(_keyed(range(1500)), batch_size=batch_size)
             for r in batch
         ]
 
@@ -313,3 +327,98 @@ async def test_a_first_copy_batch_with_a_bad_job_writes_nothing(chancy: Chancy) 
     # The connection went back to the pool usable.
     refs = [r async for b in chancy.push_many(_jobs(3000), batch_size=10_000) for r in b]
     assert len(refs) == 3000 and await _stored(chancy) == 3000
+
+
+async def test_a_big_batch_bets_on_new_keys_by_copy(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of at least COPY_BET_MIN jobs with unique keys is written by COPY on the bet
+    that its keys are new: a key repeated in the batch maps to its first job, jobs without a
+    key go in too, and keys that COPY's text format must escape are stored as given."""
+    from chancy.store.encode import COPY_BET_MIN
+
+    odd_keys = ["tab\there", "back\\slash", "new\nline", "ünï"]
+    jobs = [
+        Job(
+            func="tests.jobs.noop",
+            kwargs={"i": i},
+            unique_key=None if i % 7 == 0 else odd_keys[i % 4] if i < 40 else f"k{i % 1100}",
+        )
+        for i in range(COPY_BET_MIN + 300)
+    ]
+    statements = _inserts(chancy, monkeypatch)
+    refs = [r async for b in chancy.push_many(jobs, batch_size=len(jobs)) for r in b]
+    assert statements == ["job_copy_lean_unique"]
+    first: dict[str, Any] = {}
+    for job, ref in zip(jobs, refs, strict=True):
+        if job.unique_key is not None:
+            assert first.setdefault(job.unique_key, ref) == ref
+    assert len(set(refs)) == len(first) + sum(1 for j in jobs if j.unique_key is None)
+    assert await _stored(chancy) == len(set(refs))
+    stored = {j.id: j for j in await chancy.get_jobs(list(set(refs))) if j is not None}
+    for job, ref in zip(jobs, refs, strict=True):
+        got = stored[ref.identifier]
+        assert got.unique_key == job.unique_key
+        if job.unique_key is None or first[job.unique_key] is ref:
+            assert got.kwargs == job.kwargs
+
+
+async def test_a_copy_bet_lost_to_live_keys_is_written_again(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COPY that meets a live key fails on the unique index like the INSERT bet: its
+    transaction rolls back and the batch is written again with ON CONFLICT, jobs with live
+    keys mapping to the live jobs."""
+    live = [r async for b in chancy.push_many(_keyed(range(300))) for r in b]
+    statements = _inserts(chancy, monkeypatch)
+    refs = [r async for b in chancy.push_many(_keyed(range(1200)), batch_size=1200) for r in b]
+    assert statements == ["job_copy_lean_unique", "job_insert_many_lean"]
+    assert refs[:300] == live
+    assert len(set(refs)) == 1200 and await _stored(chancy) == 1200
+    assert not chancy.keys_seen_new
+
+
+async def test_a_copy_bet_stores_what_the_insert_stores(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with unique keys whose jobs set columns of their own (meta, a partition key)
+    or go to a queue that fills one in (a default deadline) bets by job_copy_unique, and
+    stores what job_insert_many stores for the same jobs."""
+    await chancy.declare(Queue("bet.deadline", default_deadline=3600), upsert=True)
+
+    def jobs(tag: str) -> list[Job]:
+        return [
+            Job(
+                func="tests.jobs.noop",
+                queue="bet.deadline" if i % 3 == 0 else "default",
+                kwargs={"i": i},
+                meta={"m": i} if i % 2 else {},
+                partition_key="p" if i % 5 == 0 else None,
+                priority=i % 4,
+                unique_key=f"{tag}{i}",
+            )
+            for i in range(1200)
+        ]
+
+    statements = _inserts(chancy, monkeypatch)
+    by_copy = [r async for b in chancy.push_many(jobs("c"), batch_size=1200) for r in b]
+    by_insert = [r async for b in chancy.push_many(jobs("i"), batch_size=600) for r in b]
+    assert statements[0] == "job_copy_unique"
+    assert "job_copy_unique" not in statements[1:]
+    columns = (
+        "queue, kwargs, meta, partition_key, priority, substr(unique_key, 2) AS key,"
+        " deadline - scheduled_at AS deadline_after, state"
+    )
+
+    async def rows(refs: list[Any]) -> list[tuple[Any, ...]]:
+        async with chancy.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {columns} FROM {chancy.prefix}jobs WHERE id = ANY(%s)"
+                " ORDER BY (kwargs->>'i')::int",
+                [[r.identifier for r in refs]],
+            )
+            return await cur.fetchall()
+
+    copied = await rows(by_copy)
+    assert len(copied) == 1200
+    assert copied == await rows(by_insert)

@@ -16,6 +16,7 @@ from chancy.job import Job, QueuedJob, Reference
 from chancy.outcome import Outcome
 from chancy.progress import Pending
 from chancy.store.encode import (
+    COPY_BET_MIN,
     COPY_THRESHOLD,
     EncodedJob,
     _array_literal,
@@ -86,11 +87,12 @@ class JobSpecs:
     ) -> Plan[list[Reference]]:
         """``job_push`` of jobs already encoded (``encode_job``, in the batch's order).
 
-        With ``fresh_keys``, a lean batch with unique keys is inserted without ON CONFLICT
-        (``job_insert_many_plain``), on the bet that its keys are new: a key that is live
-        fails the statement with a unique violation (``live_key_conflict``), and the caller
-        rolls back and pushes the batch again without ``fresh_keys``. Only for a plan that is
-        the first statement of a transaction of its own (``push_many``)."""
+        With ``fresh_keys``, a batch with unique keys is written without ON CONFLICT, on the
+        bet that its keys are new: by COPY (``job_copy_lean_unique``, ``job_copy_unique``)
+        from ``COPY_BET_MIN`` jobs, else a lean one by ``job_insert_many_plain``. A key
+        that is live fails the statement with a unique violation (``live_key_conflict``),
+        and the caller rolls back and pushes the batch again without ``fresh_keys``. Only for
+        a plan that is the first statement of a transaction of its own (``push_many``)."""
         if not encoded:
             return []
         first_by_key: dict[str, EncodedJob] = {}
@@ -107,25 +109,28 @@ class JobSpecs:
             refs.append(row.id)
             rows.append(row)
 
-        if not first_by_key and len(rows) >= copy_threshold:
+        # Rows with unique keys first, in key order: concurrent pushers lock keys in the
+        # same order and cannot deadlock on each other. (No key tuples: with the collector
+        # on, allocating one per row started collections that walked the caller's jobs.)
+        if first_by_key:
+            with_key = [r for r in rows if r.unique_key is not None]
+            with_key.sort(key=_unique_key)
+            rows = with_key + [r for r in rows if r.unique_key is None]
+
+        # COPY, also for a batch with unique keys on the bet that they are new: a live key
+        # fails it with the same unique violation as job_insert_many_plain.
+        unique = bool(first_by_key)
+        if (fresh_keys and len(rows) >= COPY_BET_MIN) if unique else len(rows) >= copy_threshold:
 
             def data(
                 now: datetime, keyed: set[str], defaults: dict[str, float], lean: bool
             ) -> Iterable[str]:
-                return _copy_text(rows, now, keyed, defaults, lean=lean)
+                return _copy_text(rows, now, keyed, defaults, lean=lean, unique=unique)
 
             queues = sorted({r.queue for r in rows})
-            yield from self._copy(queues, insert_is_lean(rows), data, notify)
+            yield from self._copy(queues, insert_is_lean(rows), data, notify, unique=unique)
             with gc_paused():
                 return [Reference(i) for i in refs]
-
-        # Rows with unique keys first, in key order: concurrent pushers lock keys in the
-        # same order and cannot deadlock on each other. (No key tuples: with the collector
-        # on, allocating one per row started collections that walked the caller's jobs.)
-        with_key = [r for r in rows if r.unique_key is not None]
-        if with_key:
-            with_key.sort(key=_unique_key)
-            rows = with_key + [r for r in rows if r.unique_key is None]
         pending = rows
         replaced: dict[uuid.UUID, uuid.UUID] = {}
         for _ in range(10):
@@ -183,6 +188,8 @@ class JobSpecs:
         lean_rows: bool,
         data: Callable[[datetime, set[str], dict[str, float], bool], Iterable[str]],
         notify: bool,
+        *,
+        unique: bool = False,
     ) -> Plan[None]:
         """The COPY of a batch of ``queues``: with job_copy_lean when its rows are
         (``lean_rows``, ``insert_is_lean``) and no queue fills a column in."""
@@ -192,7 +199,7 @@ class JobSpecs:
         defaults = {k: float(v) for k, v in prepared["default_deadlines"].items()}
         lean = lean_rows and not any(q in keyed or q in defaults for q in queues)
         yield Spec(
-            self.q["job_copy_lean" if lean else "job_copy"],
+            self.q[("job_copy_lean" if lean else "job_copy") + ("_unique" if unique else "")],
             fetch="copy",
             data=data(prepared["now"], keyed, defaults, lean),
         )

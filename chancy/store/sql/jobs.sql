@@ -87,6 +87,19 @@ FROM STDIN;
 -- batch's transaction time, as job_copy_prepare's now is.
 COPY {prefix}jobs (id, queue, func, kwargs, priority, max_attempts) FROM STDIN;
 
+-- name: job_copy_unique
+-- job_copy with unique keys: the first try of a push_many batch with unique keys, on the bet
+-- that they are new (as job_insert_many_plain; chancy/push.py, FRESH_KEYS_MIN). A key that
+-- is live fails the COPY with a unique violation on the unique_key index, and the batch is
+-- written again in a new transaction with job_insert_many_lean, which skips live keys.
+COPY {prefix}jobs (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at,
+    partition_key, deadline, unique_key)
+FROM STDIN;
+
+-- name: job_copy_lean_unique
+-- job_copy_lean with unique keys (see job_copy_unique).
+COPY {prefix}jobs (id, queue, func, kwargs, priority, max_attempts, unique_key) FROM STDIN;
+
 -- name: job_copy_prepare
 -- What a COPY batch needs to know first: database time for jobs without a scheduled_at, and
 -- which of its queues have per-key limits, fairness or order (their keyless jobs are stored
