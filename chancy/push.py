@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from chancy.errors import ConfigurationError, PushError
 from chancy.job import Job, Reference, as_job
 from chancy.store import Plan, run
-from chancy.store.encode import COPY_THRESHOLD, EncodedJob, encode_job
+from chancy.store.encode import COPY_THRESHOLD, EncodedJob, encode_jobs
 from chancy.store.runner import primed
 from chancy.utils import gc_paused
 
@@ -256,7 +256,7 @@ def _encode(jobs: list[Job]) -> list[EncodedJob]:
     """``jobs`` (after the ``on_push`` hooks) encoded, InvalidJobError before anything is
     written."""
     with gc_paused():
-        return [encode_job(job, i) for i, job in enumerate(jobs)]
+        return encode_jobs(jobs)
 
 
 async def _encode_in_slices(jobs: list[Job]) -> list[EncodedJob]:
@@ -271,10 +271,7 @@ async def _encode_in_slices(jobs: list[Job]) -> list[EncodedJob]:
     # between slices, it walked the caller's jobs again after every few slices.
     with gc_paused():
         for start in range(0, len(jobs), ENCODE_SLICE):
-            encoded.extend(
-                encode_job(job, i)
-                for i, job in enumerate(jobs[start : start + ENCODE_SLICE], start)
-            )
+            encoded.extend(encode_jobs(jobs[start : start + ENCODE_SLICE], start))
             await asyncio.sleep(0)
     return encoded
 

@@ -65,6 +65,34 @@ def _uuid7() -> uuid.UUID:
     return made
 
 
+def chancy_uuids(n: int) -> list[uuid.UUID]:
+    """``n`` new ids, as ``n`` calls of ``chancy_uuid`` would make them, at about half the
+    cost each (the clock read once per millisecond's worth, not once per id): a batch of jobs
+    gets its ids this way."""
+    global _last_ms, _seq
+    made: list[uuid.UUID] = []
+    add = made.append
+    while len(made) < n:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            first = _seq + 1
+            if first >= 1 << 12:
+                ms += 1  # as _uuid7: borrow the next millisecond
+                first = 0
+        else:
+            first = 0
+        last = min(first + n - len(made), 1 << 12) - 1
+        _last_ms, _seq = ms, last
+        base = ((ms & _MS_MASK) << 80) | (0x7 << 76) | (0b10 << 62)
+        for seq in range(first, last + 1):
+            one = _new_object(_UUID)
+            _set_attr(one, "int", base | (seq << 64) | _getrandbits(62))
+            _set_attr(one, "is_safe", _SAFE_UNKNOWN)
+            add(one)
+    return made
+
+
 _MS_MASK = (1 << 48) - 1
 _getrandbits = random.getrandbits
 _new_object = object.__new__

@@ -11,7 +11,7 @@ from typing import Any
 
 from chancy.errors import InvalidJobError
 from chancy.job import DefaultNow, Job, QueuedJob
-from chancy.utils import chancy_uuid, gc_paused, json_dumps, jsonb_dumps
+from chancy.utils import chancy_uuid, chancy_uuids, gc_paused, json_dumps, jsonb_dumps
 
 log = logging.getLogger("chancy.store")
 
@@ -60,8 +60,20 @@ def _where(job: Job, index: int | None) -> str:
     return f"job {index} ({job.func})" if index is not None else f"job {job.func}"
 
 
-def encode_job(job: Job, index: int | None = None) -> EncodedJob:
-    """Encode a job's columns, raising InvalidJobError before anything is written."""
+def encode_jobs(jobs: Sequence[Job], start: int = 0) -> list[EncodedJob]:
+    """``encode_job`` of each job (the first numbered ``start`` in errors), their ids made
+    together (``chancy_uuids``)."""
+    return [
+        encode_job(job, i, ident)
+        for i, job, ident in zip(
+            range(start, start + len(jobs)), jobs, chancy_uuids(len(jobs)), strict=True
+        )
+    ]
+
+
+def encode_job(job: Job, index: int | None = None, ident: uuid.UUID | None = None) -> EncodedJob:
+    """Encode a job's columns (its new id ``ident``, or one made now), raising
+    InvalidJobError before anything is written."""
     try:
         kwargs = jsonb_dumps(job.kwargs) if job.kwargs else _EMPTY_OBJ
     except (TypeError, ValueError) as exc:
@@ -81,7 +93,7 @@ def encode_job(job: Job, index: int | None = None) -> EncodedJob:
     if job.deadline is not None:
         _check_deadline(job, index, scheduled)
     return EncodedJob(
-        chancy_uuid(),
+        chancy_uuid() if ident is None else ident,
         job.queue,
         job.func,
         kwargs,
@@ -202,10 +214,7 @@ def copy_streamed(
     fails the COPY (its transaction rolls back)."""
     for start in range(0, len(jobs), _STREAM_SLICE):
         with gc_paused():
-            rows = [
-                encode_job(job, i)
-                for i, job in enumerate(jobs[start : start + _STREAM_SLICE], start)
-            ]
+            rows = encode_jobs(jobs[start : start + _STREAM_SLICE], start)
         ids.extend([r.id for r in rows])
         yield from _copy_text(rows, now, keyed, defaults, lean=lean)
 

@@ -25,7 +25,7 @@ from chancy.store.encode import (
     _text_array_literal,
     _uuid_array_literal,
     copy_streamed,
-    encode_job,
+    encode_jobs,
     insert_is_lean,
     jobs_are_lean,
 )
@@ -74,7 +74,7 @@ class JobSpecs:
         database maps to that job, which is left untouched.
         """
         with gc_paused():
-            encoded = [encode_job(job, i) for i, job in enumerate(jobs)]
+            encoded = encode_jobs(jobs)
         return self.job_push_encoded(encoded, notify=notify, copy_threshold=copy_threshold)
 
     def job_push_encoded(

@@ -37,12 +37,12 @@ def test_encoding_a_batch_runs_with_the_collector_off(monkeypatch: pytest.Monkey
     import chancy.store.jobs as jobs_module
 
     seen: list[bool] = []
-    encode = jobs_module.encode_job
+    encode = jobs_module.encode_jobs
 
-    def recording(job: Job, index: int | None = None) -> object:
+    def recording(jobs: list[Job], start: int = 0) -> object:
         seen.append(gc.isenabled())
-        return encode(job, index)
+        return encode(jobs, start)
 
-    monkeypatch.setattr(jobs_module, "encode_job", recording)
+    monkeypatch.setattr(jobs_module, "encode_jobs", recording)
     Store("t_").job_push([Job(func="app.f", queue="q") for _ in range(3)], notify=False)
-    assert seen == [False, False, False] and gc.isenabled()
+    assert seen == [False] and gc.isenabled()
