@@ -48,6 +48,15 @@ def _unique_key(row: EncodedJob) -> str:
     return row.unique_key or ""
 
 
+#: The COPY of a batch, by (lean rows, unique keys).
+_COPY_STATEMENTS = {
+    (False, False): "job_copy",
+    (True, False): "job_copy_lean",
+    (False, True): "job_copy_unique",
+    (True, True): "job_copy_lean_unique",
+}
+
+
 class JobSpecs:
     """Specs over ``{prefix}jobs`` (mixed into ``Store``)."""
 
@@ -199,7 +208,7 @@ class JobSpecs:
         defaults = {k: float(v) for k, v in prepared["default_deadlines"].items()}
         lean = lean_rows and not any(q in keyed or q in defaults for q in queues)
         yield Spec(
-            self.q[("job_copy_lean" if lean else "job_copy") + ("_unique" if unique else "")],
+            self.q[_COPY_STATEMENTS[lean, unique]],
             fetch="copy",
             data=data(prepared["now"], keyed, defaults, lean),
         )
