@@ -32,6 +32,7 @@ from chancy.job import QueuedJob
 from chancy.outcome import Outcome
 from chancy.plugin import Plugin, PluginScope
 from chancy.queue import Queue
+from chancy.runtime import collector
 from chancy.runtime.compat import TaskManager, WorkerCompat
 from chancy.runtime.completer import Completer
 from chancy.runtime.context import Runtime
@@ -66,6 +67,7 @@ class Worker(WorkerCompat):
         completer_batch_size: int = 1000,
         completer_interval: float = 0.005,
         progress_interval: float = 0.5,
+        tune_gc: bool = True,
     ) -> None:
         if heartbeat_timeout <= heartbeat_poll_interval:
             raise ConfigurationError(
@@ -93,6 +95,9 @@ class Worker(WorkerCompat):
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.backoff_max_retries = backoff_max_retries
+        #: Tune Python's garbage collector while this worker runs (chancy.runtime.collector).
+        self.tune_gc = tune_gc
+        self._gc_counted = False
 
         self.hub = Hub()
         self.is_leader = asyncio.Event()
@@ -277,6 +282,9 @@ class Worker(WorkerCompat):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, self._on_signal, sig)
                     self._signals.append(sig)
+        if self.tune_gc:
+            collector.worker_started()
+            self._gc_counted = True
         log.info("worker %s started", self.worker_id)
         self.hub.emit(events.WORKER_STARTED, {"worker": self, "worker_id": self.worker_id})
 
@@ -415,6 +423,9 @@ class Worker(WorkerCompat):
             log.info("worker %s stopped (%s)", self.worker_id, "clean" if clean else "timed out")
             return clean
         finally:
+            if self._gc_counted:
+                self._gc_counted = False
+                collector.worker_stopped()
             progress_sinks.unregister(self.progress)
             if self._warmup is not None:
                 with contextlib.suppress(ValueError):
