@@ -422,3 +422,38 @@ async def test_a_copy_bet_stores_what_the_insert_stores(
     copied = await rows(by_copy)
     assert len(copied) == 1200
     assert copied == await rows(by_insert)
+
+
+def test_sync_push_many_bets_by_copy_too(dsn: str, prefix: str) -> None:
+    """sync_push_many writes a big batch with unique keys by COPY on the bet, and a lost bet
+    (keys live) again with ON CONFLICT."""
+    app = Chancy(dsn, prefix=prefix, no_default_plugins=True, max_connection_pool_size=2)
+    asyncio.run(app.migrate())
+    asyncio.run(app.close())
+    seen: list[str] = []
+    names = {app.store.q[n]: n for n in _WRITES}
+    real = runner.run_spec_sync
+
+    def recording(cur: Any, spec: Any) -> Any:
+        if spec.query in names:
+            seen.append(names[spec.query])
+        return real(cur, spec)
+
+    try:
+        with app:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(runner, "run_spec_sync", recording)
+                first = [
+                    r for b in app.sync_push_many(_keyed(range(1200)), batch_size=1200) for r in b
+                ]
+                again = [
+                    r
+                    for b in app.sync_push_many(_keyed(range(600, 1800)), batch_size=1200)
+                    for r in b
+                ]
+            assert seen == ["job_copy_lean_unique", "job_copy_lean_unique", "job_insert_many_lean"]
+            assert len(set(first)) == 1200 and again[:600] == first[600:]
+            stored = app.sync_get_jobs(again)
+            assert [j.kwargs["k"] for j in stored] == list(range(600, 1800))
+    finally:
+        asyncio.run(app.migrate(to_version=0))
