@@ -266,6 +266,8 @@ class Worker(WorkerCompat):
         self._spawn("progress", self.progress.run)
         progress_sinks.register(self.progress)
         self._spawn("queues", self.served.run)
+        if self.tune_gc:
+            self._spawn("collector", collector.sweep)
         await self.served.sync()
 
         has_leadership = any(p.provides_leadership for p in chancy.plugins.values())

@@ -10,18 +10,25 @@ cycles; reference counting frees them).
 While a worker runs, the objects that existed when the first worker of the process started
 (modules, classes, the application's set-up) are frozen (``gc.freeze``: full collections
 skip them), and the young generation's threshold is raised to ``GEN0_THRESHOLD``, above what
-jobs in flight hold, so collections are rare. Both are undone when the last worker of the
-process stops, and neither is done when the application manages the collector itself: the
-collector turned off, objects already frozen, or a first threshold other than Python's 700.
+jobs in flight hold, so collections are rare; each worker also collects the young
+generations every ``SWEEP_INTERVAL`` seconds, so cyclic garbage is not kept long on a worker
+that allocates little. Both are undone when the last worker of the process stops, and
+neither is done when the application manages the collector itself: the collector turned
+off, objects already frozen, or a first threshold other than Python's 700.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 #: The young generation's threshold while workers run (Python's default is 700). Cyclic
 #: garbage waits at most this many net allocations for a collection: a few MB.
 GEN0_THRESHOLD = 50_000
+#: While workers run, the young generations are also collected this often (seconds), so that
+#: cyclic garbage (a failed job's traceback holding its frames and their data) waits at most
+#: this long on a worker that allocates little, rather than until 50,000 allocations.
+SWEEP_INTERVAL = 10.0
 #: Python's default first threshold: any other value means the application chose its own.
 _PYTHON_DEFAULT = 700
 
@@ -66,3 +73,12 @@ def worker_stopped() -> None:
 def tuned() -> bool:
     """Whether the collector is tuned for running workers now."""
     return _changed is not None
+
+
+async def sweep() -> None:
+    """A worker's service: collect the young generations every ``SWEEP_INTERVAL`` seconds
+    while the collector is tuned (a few ms each)."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL)
+        if tuned():
+            gc.collect(1)

@@ -95,3 +95,27 @@ async def test_tune_gc_false_leaves_the_collector_alone(chancy: Chancy) -> None:
         assert not collector.tuned()
         assert gc.get_threshold()[0] == 700 and gc.get_freeze_count() == 0
     assert not collector.tuned()
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_a_running_worker_collects_cyclic_garbage_on_a_timer(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cyclic garbage (a failed job's traceback and its frames) is collected every
+    SWEEP_INTERVAL while the worker runs, even when too little is allocated to reach the
+    raised threshold."""
+    import weakref
+
+    monkeypatch.setattr(collector, "SWEEP_INTERVAL", 0.05)
+    worker = Worker(chancy, register_signal_handlers=False, shutdown_timeout=5)
+    async with worker:
+        await eventually(collector.tuned, message="the collector is tuned")
+        cycle = _Cycle()
+        gone = weakref.ref(cycle)
+        del cycle
+        assert gone() is not None  # only the collector frees a cycle
+        await eventually(lambda: gone() is None, message="the sweep collected the cycle")
