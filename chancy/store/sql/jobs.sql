@@ -91,7 +91,8 @@ COPY {prefix}jobs (id, queue, func, kwargs, priority, max_attempts) FROM STDIN;
 -- job_copy with unique keys: the first try of a push_many batch with unique keys, on the bet
 -- that they are new (as job_insert_many_plain; chancy/push.py, FRESH_KEYS_MIN). A key that
 -- is live fails the COPY with a unique violation on the unique_key index, and the batch is
--- written again in a new transaction with job_insert_many_lean, which skips live keys.
+-- written again in a new transaction with ON CONFLICT (job_insert_many_lean, or
+-- job_insert_many for a batch that sets other columns), which skips live keys.
 COPY {prefix}jobs (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at,
     partition_key, deadline, unique_key)
 FROM STDIN;
