@@ -9,6 +9,8 @@ batch fails at its commit after the next one has been written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -278,14 +280,24 @@ async def test_a_batch_refused_for_another_reason_is_not_written_again(
     assert await _stored(chancy) == 0
 
 
-def test_sync_push_many_bets_on_new_keys_too(dsn: str, prefix: str) -> None:
-    """sync_push_many: a batch whose keys are live is written again, skipping them; the
-    batches after it no longer bet."""
+@contextlib.contextmanager
+def _sync_app(dsn: str, prefix: str) -> Iterator[Chancy]:
+    """A migrated app for sync pushes, removed after."""
     app = Chancy(dsn, prefix=prefix, no_default_plugins=True, max_connection_pool_size=2)
     asyncio.run(app.migrate())
     asyncio.run(app.close())
+    try:
+        with app:
+            yield app
+    finally:
+        asyncio.run(app.migrate(to_version=0))
+        asyncio.run(app.close())
+
+
+def _sync_writes(app: Chancy, mp: pytest.MonkeyPatch) -> list[str]:
+    """``_inserts`` for sync pushes: the write statements run from now on, in order."""
+    names = {app.store.q[n]: n for n in _WRITES}
     seen: list[str] = []
-    names = {app.store.q[n]: n for n in ("job_insert_many_plain", "job_insert_many_lean")}
     real = runner.run_spec_sync
 
     def recording(cur: Any, spec: Any) -> Any:
@@ -293,26 +305,27 @@ def test_sync_push_many_bets_on_new_keys_too(dsn: str, prefix: str) -> None:
             seen.append(names[spec.query])
         return real(cur, spec)
 
-    try:
-        with app:
-            live = [r for b in app.sync_push_many(_keyed(range(150)), batch_size=150) for r in b]
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(runner, "run_spec_sync", recording)
-                refs = [
-                    r for b in app.sync_push_many(_keyed(range(600)), batch_size=200) for r in b
-                ]
-            assert refs[:150] == live and len(set(refs)) == 600
-            stored = app.sync_get_jobs(refs)
-            assert [j.kwargs["k"] for j in stored] == list(range(600))
-            assert seen == [
-                "job_insert_many_plain",  # k0-k149 live: lost
-                "job_insert_many_lean",
-                "job_insert_many_lean",  # no bet after a loss; k200-k399 found new
-                "job_insert_many_plain",  # so the next batch bets again
-            ]
-    finally:
-        asyncio.run(app.migrate(to_version=0))
-        asyncio.run(app.close())
+    mp.setattr(runner, "run_spec_sync", recording)
+    return seen
+
+
+def test_sync_push_many_bets_on_new_keys_too(dsn: str, prefix: str) -> None:
+    """sync_push_many: a batch whose keys are live is written again, skipping them; the
+    batches after it no longer bet."""
+    with _sync_app(dsn, prefix) as app:
+        live = [r for b in app.sync_push_many(_keyed(range(150)), batch_size=150) for r in b]
+        with pytest.MonkeyPatch.context() as mp:
+            seen = _sync_writes(app, mp)
+            refs = [r for b in app.sync_push_many(_keyed(range(600)), batch_size=200) for r in b]
+        assert refs[:150] == live and len(set(refs)) == 600
+        stored = app.sync_get_jobs(refs)
+        assert [j.kwargs["k"] for j in stored] == list(range(600))
+        assert seen == [
+            "job_insert_many_plain",  # k0-k149 live: lost
+            "job_insert_many_lean",
+            "job_insert_many_lean",  # no bet after a loss; k200-k399 found new
+            "job_insert_many_plain",  # so the next batch bets again
+        ]
 
 
 async def test_a_first_copy_batch_with_a_bad_job_writes_nothing(chancy: Chancy) -> None:
@@ -427,33 +440,14 @@ async def test_a_copy_bet_stores_what_the_insert_stores(
 def test_sync_push_many_bets_by_copy_too(dsn: str, prefix: str) -> None:
     """sync_push_many writes a big batch with unique keys by COPY on the bet, and a lost bet
     (keys live) again with ON CONFLICT."""
-    app = Chancy(dsn, prefix=prefix, no_default_plugins=True, max_connection_pool_size=2)
-    asyncio.run(app.migrate())
-    asyncio.run(app.close())
-    seen: list[str] = []
-    names = {app.store.q[n]: n for n in _WRITES}
-    real = runner.run_spec_sync
-
-    def recording(cur: Any, spec: Any) -> Any:
-        if spec.query in names:
-            seen.append(names[spec.query])
-        return real(cur, spec)
-
-    try:
-        with app:
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(runner, "run_spec_sync", recording)
-                first = [
-                    r for b in app.sync_push_many(_keyed(range(1200)), batch_size=1200) for r in b
-                ]
-                again = [
-                    r
-                    for b in app.sync_push_many(_keyed(range(600, 1800)), batch_size=1200)
-                    for r in b
-                ]
-            assert seen == ["job_copy_lean_unique", "job_copy_lean_unique", "job_insert_many_lean"]
-            assert len(set(first)) == 1200 and again[:600] == first[600:]
-            stored = app.sync_get_jobs(again)
-            assert [j.kwargs["k"] for j in stored] == list(range(600, 1800))
-    finally:
-        asyncio.run(app.migrate(to_version=0))
+    with _sync_app(dsn, prefix) as app:
+        with pytest.MonkeyPatch.context() as mp:
+            seen = _sync_writes(app, mp)
+            first = [r for b in app.sync_push_many(_keyed(range(1200)), batch_size=1200) for r in b]
+            again = [
+                r for b in app.sync_push_many(_keyed(range(600, 1800)), batch_size=1200) for r in b
+            ]
+        assert seen == ["job_copy_lean_unique", "job_copy_lean_unique", "job_insert_many_lean"]
+        assert len(set(first)) == 1200 and again[:600] == first[600:]
+        stored = app.sync_get_jobs(again)
+        assert [j.kwargs["k"] for j in stored] == list(range(600, 1800))
