@@ -120,6 +120,8 @@ class Chancy(JobActions, QueueOperations):
         self.connect_timeout = connect_timeout
         self.max_result_size = max_result_size
         self.store = Store(self.prefix)
+        if self.db.prepare:  # connections keep session state (no transaction pooler)
+            self.db.on_connect.append(self.store.session_utc())
         #: push_many's guess that the unique keys of its next batch are new: what its last
         #: batch with keys found (chancy/push.py, FRESH_KEYS_MIN). Not job state: a hint.
         self.keys_seen_new = True

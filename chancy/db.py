@@ -166,6 +166,9 @@ class Db:
         #: Statements each new connection of the async pool runs before its first use (a
         #: running worker's claim warm-up, see ``claim_warmup`` in jobs.sql).
         self.warmups: list[Spec[Any]] = []
+        #: Statements each new connection of either pool runs first (session settings, set
+        #: by the app: ``session_utc`` in jobs.sql).
+        self.on_connect: list[Spec[Any]] = []
 
     def __repr__(self) -> str:
         return f"<Db {where(self.dsn)} prefix={self.prefix!r}>"
@@ -263,7 +266,16 @@ class Db:
 
     async def _configure_async(self, conn: psycopg.AsyncConnection[Any]) -> None:
         set_json_loads(fast_json_loads, conn)
+        for spec in self.on_connect:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await run(cur, spec)
         await self._warm(conn)
+
+    def _configure_sync(self, conn: psycopg.Connection[Any]) -> None:
+        set_json_loads(fast_json_loads, conn)
+        for spec in self.on_connect:
+            with conn.cursor(row_factory=dict_row) as cur:
+                run_sync(cur, spec)
 
     async def _warm(self, conn: psycopg.AsyncConnection[Any]) -> None:
         for spec in list(self.warmups):
@@ -319,7 +331,7 @@ class Db:
                 open=False,
                 timeout=max(30.0, self.connect_timeout),
                 name=f"chancy-sync-{self.prefix}",
-                configure=_configure_sync,
+                configure=self._configure_sync,
             )
             self.probe_sync()
             pool.open(wait=self.min_size > 0)
@@ -391,10 +403,6 @@ def fast_json_loads(data: bytes | str) -> Any:
         if data == b"[]" or data == "[]":
             return []
     return json.loads(data)
-
-
-def _configure_sync(conn: psycopg.Connection[Any]) -> None:
-    set_json_loads(fast_json_loads, conn)
 
 
 class _Reconnect(AttemptWithBackoff):

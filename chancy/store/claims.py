@@ -202,6 +202,10 @@ class ClaimSpecs:
             binary=True,
         )
 
+    def session_utc(self) -> Spec[None]:
+        """Name a UTC server's zone 'UTC' for this session, for cheaper datetimes (jobs.sql)."""
+        return Spec(self.q["session_utc"])
+
     def claim_warmup(self) -> Spec[None]:
         """Load and plan the claim function in a new server session (see jobs.sql)."""
         return Spec(self.q["claim_warmup"])
