@@ -48,7 +48,13 @@ log = logging.getLogger("chancy.worker")
 
 
 class Worker(WorkerCompat):
-    """A long-running process that claims and runs jobs; ``async with Worker(chancy):``."""
+    """A long-running process that claims and runs jobs; ``async with Worker(chancy):``.
+
+    Beyond Chancy 0.26's options: ``completer_batch_size`` and ``completer_interval`` (the
+    outcomes written per statement, and how often), ``progress_interval`` (how often the
+    jobs' progress reports are written) and ``tune_gc`` (True: tune Python's garbage
+    collector for the process while workers run, see ``chancy.runtime.collector``).
+    """
 
     def __init__(
         self,
