@@ -34,41 +34,21 @@ def chancy_uuid() -> uuid.UUID:
     at the right edge of the primary key index. A counter in the random bits keeps ids made in
     the same millisecond by this process strictly increasing.
     """
-    return _uuid7()
+    return chancy_uuids(1)[0]
 
 
 _last_ms = 0
 _seq = 0
 
 
-def _uuid7() -> uuid.UUID:
-    global _last_ms, _seq
-    ms = time.time_ns() // 1_000_000
-    if ms <= _last_ms:
-        ms = _last_ms
-        _seq += 1
-        if _seq >= 1 << 12:
-            # 4096 ids in one millisecond: borrow the next millisecond.
-            ms += 1
-            _seq = 0
-    else:
-        _seq = 0
-    _last_ms = ms
-    # The random bits only tell apart ids of processes in the same millisecond (the counter
-    # orders this process's own); `random` is reseeded in forked children, and is several
-    # times cheaper than os.urandom.
-    value = ((ms & _MS_MASK) << 80) | (0x7 << 76) | (_seq << 64) | (0b10 << 62) | _getrandbits(62)
-    # uuid.UUID(int=...) checks its arguments; this is the same object, built directly.
-    made = _new_object(_UUID)
-    _set_attr(made, "int", value)
-    _set_attr(made, "is_safe", _SAFE_UNKNOWN)
-    return made
-
-
 def chancy_uuids(n: int) -> list[uuid.UUID]:
-    """``n`` new ids, as ``n`` calls of ``chancy_uuid`` would make them, at about half the
-    cost each (the clock read once per millisecond's worth, not once per id): a batch of jobs
-    gets its ids this way."""
+    """``n`` new ids in the order ``chancy_uuid`` makes them (it is ``chancy_uuids(1)``), at
+    about half the cost each in a batch: the clock is read once per millisecond's worth.
+
+    The random bits only tell apart ids of processes in the same millisecond (the counter
+    orders this process's own); ``random`` is reseeded in forked children, and is several
+    times cheaper than os.urandom. Each UUID is built directly, as ``uuid.UUID(int=...)``
+    would build it without checking its argument."""
     global _last_ms, _seq
     made: list[uuid.UUID] = []
     add = made.append
@@ -78,7 +58,7 @@ def chancy_uuids(n: int) -> list[uuid.UUID]:
             ms = _last_ms
             first = _seq + 1
             if first >= 1 << 12:
-                ms += 1  # as _uuid7: borrow the next millisecond
+                ms += 1  # 4096 ids in one millisecond: borrow the next one
                 first = 0
         else:
             first = 0
