@@ -143,6 +143,12 @@ class Executor(abc.ABC):
         """Start running ``job`` without further checks; return once it has started."""
         raise NotImplementedError
 
+    def start_now(self, job: QueuedJob) -> bool:
+        """Start ``job`` as ``push`` would, without awaiting, if this executor can (its own
+        ``push`` and ``submit_to_pool``, not a subclass's); False: nothing was done, await
+        ``push``. The runtime's fast path for the jobs of a claim."""
+        return False
+
     @abc.abstractmethod
     async def stop(self) -> None:
         """Release the executor's resources; running jobs are abandoned."""

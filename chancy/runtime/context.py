@@ -182,17 +182,18 @@ class Runtime:
             log.exception("could not start job %s; giving it back to its queue", job.id)
             self.give_back(job)
             return
-        for started in runnable:
-            await self.start(executor, started)
+        await self.start(executor, runnable)
 
-    async def start(self, executor: Executor, job: QueuedJob) -> None:
-        """Hand a claimed job to ``executor``; one it refuses (stopped under the claim, say)
-        is given back, not left running here unseen."""
-        try:
-            await executor.push(job)
-        except Exception:
-            log.exception("queue %r: could not start job %s; giving it back", job.queue, job.id)
-            self.give_back(job)
+    async def start(self, executor: Executor, jobs: list[QueuedJob]) -> None:
+        """Hand claimed jobs to ``executor``, in order; one it refuses (stopped under the
+        claim, say) is given back, not left running here unseen."""
+        for job in jobs:
+            try:
+                if not executor.start_now(job):
+                    await executor.push(job)
+            except Exception:
+                log.exception("queue %r: could not start job %s; giving it back", job.queue, job.id)
+                self.give_back(job)
 
     def give_back(self, job: QueuedJob) -> None:
         """A claimed job that will not run here: pending again, no attempt used (written

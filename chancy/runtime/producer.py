@@ -200,8 +200,7 @@ class Producer:
                         events.JOBS_EXPIRED, {"queue": self.queue.name, "jobs": claim.expired}
                     )
                 if jobs:
-                    for job in await runtime.claimed(jobs):
-                        await runtime.start(self.executor, job)
+                    await runtime.start(self.executor, await runtime.claimed(jobs))
                 if self._held is not None:
                     if claim.more and jobs:
                         continue  # room is left and a key had more to offer: claim again

@@ -119,3 +119,21 @@ class RefusingExecutor(AsyncExecutor):
             self.refused.append(str(job.id))
             raise RuntimeError("this executor refuses the job (on purpose)")
         await super().submit_to_pool(job)
+
+
+class ReportingExecutor(AsyncExecutor):
+    """Records what passes through its own ``push`` and ``on_job_completed`` (0.26's executor
+    hooks, which the runtime's fast paths must still call when a subclass overrides them)."""
+
+    pushed: ClassVar[list[str]] = []
+    reported: ClassVar[list[tuple[str, str | None]]] = []
+
+    async def push(self, job: QueuedJob) -> None:
+        self.pushed.append(str(job.id))
+        await super().push(job)
+
+    async def on_job_completed(
+        self, *, job: QueuedJob, exc: BaseException | None = None, result: Any = None
+    ) -> None:
+        self.reported.append((str(job.id), None if exc is None else type(exc).__name__))
+        await super().on_job_completed(job=job, exc=exc, result=result)

@@ -136,3 +136,16 @@ async def test_a_job_the_executor_refuses_is_given_back(chancy: Chancy) -> None:
         assert job is not None and job.state == "succeeded" and job.attempts == 1
         assert job.errors == []
         await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
+
+
+async def test_an_async_executor_subclass_keeps_its_push_and_report(chancy: Chancy) -> None:
+    # The runtime starts and reports AsyncExecutor's jobs without push and on_job_completed
+    # (start_now, the direct report); a subclass that overrides them still gets every call.
+    executor = "tests.runtime.jobs.ReportingExecutor"
+    async with _serve(chancy, Queue("r", executor=executor, polling_interval=0.1)) as worker:
+        ref = await chancy.push(J("echo", kwargs={"value": 3}).with_queue("r"))
+        job = await chancy.wait_for_job(ref, timeout=10)
+        assert job is not None and job.state == "succeeded" and job.result == 3
+        assert str(ref.identifier) in jobs.ReportingExecutor.pushed
+        assert (str(ref.identifier), None) in jobs.ReportingExecutor.reported
+        await eventually(lambda: len(worker.runtime.ledger) == 0, message="nothing left running")
