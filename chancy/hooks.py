@@ -127,17 +127,25 @@ class Hooks:
         return jobs
 
     async def completed(
-        self, job: QueuedJob, exc: BaseException | None, result: Any, worker: Worker
+        self,
+        job: QueuedJob,
+        exc: BaseException | None,
+        result: Any,
+        worker: Worker,
+        plugins: list[Any] | None = None,
     ) -> tuple[QueuedJob, float | None, bool]:
         """Let plugins adjust a run's next state.
 
         Returns ``(job, delay, changed)``: ``delay`` is set when a plugin returned
         ``Delayed`` (seconds after the database's now), ``changed`` when any plugin returned
-        a different job.
+        a different job. ``plugins``: ``implementing("on_job_completed")``, when the caller
+        has it already.
         """
         delay: float | None = None
         changed = False
-        for plugin in self.implementing("on_job_completed"):
+        if plugins is None:
+            plugins = self.implementing("on_job_completed")
+        for plugin in plugins:
             try:
                 new = await plugin.on_job_completed(job=job, worker=worker, exc=exc, result=result)
             except NotImplementedError:

@@ -145,9 +145,10 @@ class Runtime:
         outcome = build_outcome(job, exc, result, max_result_size=self.max_result_size)
         if exc is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("job %s (%s) failed", job.id, job.func, exc_info=exc)
-        if self.hooks.any("on_job_completed"):
+        plugins = self.hooks.implementing("on_job_completed")
+        if plugins:
             new_job, delay, changed = await self.hooks.completed(
-                outcome.job, exc, result, self.worker
+                outcome.job, exc, result, self.worker, plugins
             )
             if delay is not None:
                 outcome.delay = delay
