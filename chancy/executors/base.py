@@ -206,6 +206,8 @@ class Executor(abc.ABC):
     # -- helpers for implementations --------------------------------------------------
 
     def time_limit_for(self, job: QueuedJob) -> float | None:
+        if not job.limits:
+            return self.default_time_limit
         limits = [lim.value for lim in job.limits if lim.type_ is Limit.Type.TIME]
         if limits:
             return float(min(limits))
