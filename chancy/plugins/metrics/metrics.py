@@ -158,17 +158,9 @@ class Metrics(Plugin):
 
     # -- counting (the hot path: dict updates only) -------------------------------------
 
-    async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
-        self._started[job.id] = time.monotonic()
-        return job
-
     async def on_jobs_starting(self, *, jobs: list[QueuedJob], worker: Worker) -> list[QueuedJob]:
-        """``on_job_starting`` for a claim's batch at once (the runtime's form): one call
-        per claim instead of one per job."""
-        now = time.monotonic()
-        started = self._started
-        for job in jobs:
-            started[job.id] = now
+        now = time.monotonic()  # the batch form: one call per claim, not one per job
+        self._started.update((job.id, now) for job in jobs)
         return jobs
 
     async def on_job_completed(
@@ -414,8 +406,6 @@ class Metrics(Plugin):
             self._forget_stale_starts(now)
 
     def _forget_stale_starts(self, now: float) -> None:
-        if not self._started:
-            return
         stale = [k for k, t in self._started.items() if now - t > START_TTL]
         for key in stale:
             del self._started[key]
