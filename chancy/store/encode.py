@@ -131,10 +131,33 @@ def _array_literal(values: Sequence[Any]) -> str:
     return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
 
-def _uuid_array_literal(values: Sequence[Any]) -> str:
+def _uuid_array_literal(values: Sequence[Any], *, repeated: bool = False) -> str:
     """A PostgreSQL uuid[] literal: each id as its 32 hex digits (uuid's input takes them
-    without hyphens), formatted from the integer rather than by ``UUID.__str__`` (Python)."""
-    return "{" + ",".join(["NULL" if v is None else f"{v.int:032x}" for v in values]) + "}"
+    without hyphens), formatted from the integer rather than by ``UUID.__str__`` (Python).
+
+    With ``repeated`` (ids that recur, as the claim ids of a batch of outcomes: one per
+    claim), each distinct id is formatted once: 0.15 instead of 0.6 us per element here.
+    """
+    if not repeated:
+        return "{" + ",".join(["NULL" if v is None else f"{v.int:032x}" for v in values]) + "}"
+    texts: dict[int, str] = {}
+    parts = []
+    for v in values:
+        if v is None:
+            parts.append("NULL")
+            continue
+        text = texts.get(n := v.int)
+        if text is None:
+            text = texts[n] = f"{n:032x}"
+        parts.append(text)
+    return "{" + ",".join(parts) + "}"
+
+
+def _word_array_literal(values: Sequence[str]) -> str:
+    """A PostgreSQL array literal of words that need no quoting and are never NULL (job
+    states). The strings are joined as they are: a ``QueuedJob.State`` is a str, and its
+    ``__str__`` (a Python method) would cost 1.2 us per element."""
+    return "{" + ",".join(values) + "}"
 
 
 def _text_array_literal(values: Sequence[str | None]) -> str:

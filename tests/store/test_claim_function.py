@@ -140,6 +140,9 @@ async def test_outcomes_are_written_by_ids_sent_as_hex_digits(chancy: Chancy) ->
     written = await chancy.db.run(chancy.store.job_complete_many(outcomes, notify=False))
     assert sorted(written) == sorted(job.id for job in claimed[:2])
     assert _uuid_array_literal([claimed[0].id, None]) == "{" + claimed[0].id.hex + ",NULL}"
+    # Claim ids recur (one per claim): formatted once each, the same literal.
+    again = [claimed[0].claim_id, None, claimed[1].claim_id, claimed[0].claim_id, claimed[2].id]
+    assert _uuid_array_literal(again, repeated=True) == _uuid_array_literal(again)
     stored = [await chancy.get_job(ref) for ref in refs]
     assert [job.state if job else None for job in stored] == ["succeeded", "succeeded", "running"]
 
