@@ -156,8 +156,12 @@ def _uuid_array_literal(values: Sequence[Any], *, repeated: bool = False) -> str
 def _word_array_literal(values: Sequence[str]) -> str:
     """A PostgreSQL array literal of words that need no quoting and are never NULL (job
     states). The strings are joined as they are: a ``QueuedJob.State`` is a str, and its
-    ``__str__`` (a Python method) would cost 1.2 us per element."""
-    return "{" + ",".join(values) + "}"
+    ``__str__`` (a Python method) would cost 1.2 us per element. A value that is not a str
+    (a plugin's odd state) is written as its ``str()``, as before."""
+    try:
+        return "{" + ",".join(values) + "}"
+    except TypeError:
+        return _array_literal(values)
 
 
 def _text_array_literal(values: Sequence[str | None]) -> str:

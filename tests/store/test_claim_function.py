@@ -18,7 +18,7 @@ from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference
 from chancy.outcome import Outcome, build_outcome, evolve
 from chancy.runtime.producer import fetch_claim
 from chancy.store import run
-from chancy.store.encode import _uuid_array_literal
+from chancy.store.encode import _uuid_array_literal, _word_array_literal
 from chancy.store.loader import _fragments
 
 
@@ -145,6 +145,14 @@ async def test_outcomes_are_written_by_ids_sent_as_hex_digits(chancy: Chancy) ->
     assert _uuid_array_literal(again, repeated=True) == _uuid_array_literal(again)
     stored = [await chancy.get_job(ref) for ref in refs]
     assert [job.state if job else None for job in stored] == ["succeeded", "succeeded", "running"]
+
+
+def test_outcome_states_are_written_as_their_values() -> None:
+    """job_complete_many joins the states as the strings they are (not through the enum's
+    ``__str__``); a state that is not a str (a plugin's odd value) still goes as its str()."""
+    succeeded, failed = QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED
+    assert _word_array_literal([succeeded, failed, "retrying"]) == "{succeeded,failed,retrying}"
+    assert _word_array_literal([succeeded, 7]) == "{succeeded,7}"
 
 
 async def test_a_claim_commits_durably(chancy: Chancy) -> None:
